@@ -1,0 +1,130 @@
+// Package nodes holds the built-in step kinds. Each file is one node type;
+// Builtins registers them all in one table.
+package nodes
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/moatproject/moat/internal/workflow"
+)
+
+// Kind says how the engine runs a step.
+type Kind int
+
+const (
+	// Inline steps are pure: they run one after another inside the job that
+	// reached them and commit with the run's state.
+	Inline Kind = iota
+	// Effect steps act on the outside world: each attempt is a job of its
+	// own and carries an idempotency key, so a crash repeats at most it.
+	Effect
+	// Timer steps wait until a time (a scheduled job).
+	Timer
+	// Human steps wait for a person's decision on a task.
+	Human
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Inline:
+		return "inline"
+	case Effect:
+		return "effect"
+	case Timer:
+		return "timer"
+	case Human:
+		return "human"
+	}
+	return "unknown"
+}
+
+// Node is a registered step kind.
+type Node interface {
+	workflow.NodeType
+	Description() string
+	// Kind may depend on the settings (a foreach is an effect when the step
+	// it repeats is).
+	Kind(with map[string]any) Kind
+}
+
+// Executor runs Inline and Effect nodes.
+type Executor interface {
+	Execute(ctx context.Context, c *Call) (Result, error)
+}
+
+// Call is one execution of a step.
+type Call struct {
+	Plan *workflow.Plan
+	Step *workflow.PlanStep
+	// With is the step's settings with templates rendered; raw CEL fields
+	// are left for the node to evaluate with Plan.Eval over Vars.
+	With map[string]any
+	Vars workflow.Vars
+	// IdempotencyKey is stable for one attempt, across crashes and
+	// re-executions of that attempt.
+	IdempotencyKey string
+	Attempt        int
+	Env            *Env
+}
+
+// Result is what a step produced.
+type Result struct {
+	Output any
+	// Next, when non-nil, restricts which successors are activated.
+	Next []string
+}
+
+// Env is what nodes may use from their surroundings.
+type Env struct {
+	HTTP     *http.Client
+	Registry *Registry
+	Now      func() time.Time
+}
+
+// Registry is the table of node types.
+type Registry struct {
+	byName map[string]Node
+}
+
+// NewRegistry registers the given nodes.
+func NewRegistry(nodes ...Node) *Registry {
+	r := &Registry{byName: make(map[string]Node, len(nodes))}
+	for _, n := range nodes {
+		r.byName[n.Name()] = n
+	}
+	return r
+}
+
+// Builtins is the registry of every built-in node type.
+func Builtins() *Registry {
+	r := NewRegistry(
+		Transform{}, Switch{}, Filter{}, Wait{}, Approval{}, HTTPRequest{}, Respond{},
+	)
+	r.byName["foreach"] = Foreach{registry: r}
+	return r
+}
+
+// Lookup implements workflow.NodeTypes.
+func (r *Registry) Lookup(name string) (workflow.NodeType, bool) {
+	n, ok := r.byName[name]
+	return n, ok
+}
+
+// Node returns the node type with this name.
+func (r *Registry) Node(name string) (Node, bool) {
+	n, ok := r.byName[name]
+	return n, ok
+}
+
+// Names implements workflow.NodeTypes.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.byName))
+	for n := range r.byName {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
