@@ -1,0 +1,87 @@
+package engine_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moatproject/moat/internal/engine"
+	"github.com/moatproject/moat/internal/store"
+	"github.com/moatproject/moat/internal/store/pgtest"
+	"github.com/moatproject/moat/internal/store/sqlite"
+)
+
+const fiveSteps = `
+apiVersion: moat/v1
+kind: Workflow
+name: five
+input:
+  schema: {type: object, properties: {n: {type: integer}}}
+steps:
+  - {id: a, uses: transform, with: {set: {v: "input.n + 1"}}}
+  - {id: b, uses: transform, with: {set: {v: "steps.a.output.v * 2"}}}
+  - {id: c, uses: switch, with: {cases: [{when: "steps.b.output.v > 10", next: d}], default: e}}
+  - {id: d, uses: transform, with: {set: {v: "steps.b.output.v - 10"}}}
+  - {id: e, uses: transform, needs: [d], with: {set: {v: "steps.b.output.v", label: "'done'"}}}
+`
+
+// benchRuns starts b.N runs of a five-step workflow without external calls
+// from 8 goroutines and waits until every one has succeeded; runs/s counts
+// from the first start to the last completion.
+func benchRuns(b *testing.B, st store.Store) {
+	b.Helper()
+	h := startHarness(b, st)
+	saved, err := h.eng.SaveWorkflow(context.Background(), "five.yaml", []byte(fiveSteps))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	ids := make(chan string, b.N)
+	var wg sync.WaitGroup
+	per := (b.N + 7) / 8
+	for g := 0; g < 8; g++ {
+		n := min(per, b.N-g*per)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				run, err := h.eng.StartRun(ctx, engine.StartRequest{WorkflowID: saved.Workflow.ID, Input: map[string]any{"n": int64(i)}})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				ids <- run.ID
+			}
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	for id := range ids {
+		waitCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		run, _, err := h.eng.WaitFor(waitCtx, id, nil)
+		cancel()
+		if err != nil || run.Status != store.RunSucceeded {
+			b.Fatalf("run %s: %s %v", id, run.Status, err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "runs/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+func BenchmarkFiveStepRunsSQLite(b *testing.B) {
+	st, err := sqlite.Open(context.Background(), b.TempDir()+"/moat.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	benchRuns(b, st)
+}
+
+func BenchmarkFiveStepRunsPostgres(b *testing.B) {
+	benchRuns(b, pgtest.Open(b))
+}

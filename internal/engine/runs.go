@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/moatproject/moat/internal/store"
+	"github.com/moatproject/moat/internal/workflow"
+)
+
+// InputError lists why a run's input does not match the workflow's schema.
+type InputError struct {
+	Problems workflow.Problems
+}
+
+func (e *InputError) Error() string {
+	return "engine: input does not match the schema:\n" + e.Problems.Error()
+}
+func (e *InputError) Unwrap() error { return ErrInvalidInput }
+
+// Saved is the outcome of SaveWorkflow.
+type Saved struct {
+	Workflow store.Workflow
+	Version  store.Version
+	// Created is false when the definition was unchanged.
+	Created bool
+	Plan    *workflow.Plan
+}
+
+// SaveWorkflow validates a definition (YAML or JSON) and stores it as a new
+// immutable version unless it is unchanged. A version with a schedule starts
+// its tick chain in the same transaction. Validation failures are
+// workflow.Problems.
+func (e *Engine) SaveWorkflow(ctx context.Context, filename string, src []byte) (Saved, error) {
+	plan, err := workflow.Load(filename, src, e.registry)
+	if err != nil {
+		return Saved{}, err
+	}
+	def := plan.Definition
+	nv := store.NewVersion{Project: def.Project, Name: def.Name, Hash: plan.Hash, Definition: plan.Canonical, Source: src,
+		At: e.now().UTC()}
+	if def.Trigger.Webhook != nil {
+		nv.WebhookPath = def.Trigger.Webhook.Path
+	}
+	if def.Trigger.Schedule != nil {
+		nv.Schedule = def.Trigger.Schedule.Cron
+	}
+	var saved Saved
+	err = e.store.InTx(ctx, func(tx store.Tx) error {
+		wf, ver, created, err := tx.SaveWorkflowVersion(ctx, nv)
+		if err != nil {
+			return err
+		}
+		saved = Saved{Workflow: wf, Version: ver, Created: created, Plan: plan}
+		if created && def.Trigger.Schedule != nil {
+			return e.enqueueTick(ctx, tx, wf.ID, ver.ID, def.Trigger.Schedule, e.now())
+		}
+		return nil
+	})
+	return saved, err
+}
+
+// StartRequest starts a run.
+type StartRequest struct {
+	WorkflowID string
+	// VersionID pins a version; empty means the latest.
+	VersionID string
+	// Input is decoded JSON (see workflow.DecodeJSON); nil means {}.
+	Input   any
+	Trigger string
+}
+
+// StartRun validates the input and commits the run with the job that
+// advances it. Once StartRun returns, the run survives any crash.
+func (e *Engine) StartRun(ctx context.Context, req StartRequest) (store.Run, error) {
+	wf, err := e.store.GetWorkflowByID(ctx, req.WorkflowID)
+	if err != nil {
+		return store.Run{}, err
+	}
+	versionID := req.VersionID
+	if versionID == "" {
+		versionID = wf.LatestID
+	}
+	plan, err := e.planByVersionID(ctx, e.store, versionID)
+	if err != nil {
+		return store.Run{}, err
+	}
+	input := req.Input
+	if input == nil {
+		input = map[string]any{}
+	}
+	if problems := plan.ValidateInput(input); len(problems) > 0 {
+		return store.Run{}, &InputError{Problems: problems}
+	}
+	trigger := req.Trigger
+	if trigger == "" {
+		trigger = "manual"
+	}
+	var runID string
+	err = e.store.InTx(ctx, func(tx store.Tx) error {
+		runID, err = e.createRun(ctx, tx, wf, versionID, input, trigger)
+		return err
+	})
+	if err != nil {
+		return store.Run{}, err
+	}
+	e.changed(runID)
+	return e.store.GetRun(ctx, runID)
+}
+
+// Cancel stops a run: unfinished steps are cancelled, pending tasks
+// withdrawn, and jobs still queued for it do nothing when they run.
+func (e *Engine) Cancel(ctx context.Context, runID string) (store.Run, error) {
+	var run store.Run
+	err := e.store.InTx(ctx, func(tx store.Tx) error {
+		st, err := e.loadState(ctx, tx, runID)
+		if err != nil {
+			return err
+		}
+		if st.run.Status.Final() {
+			return fmt.Errorf("%w: run %s is %s", ErrFinal, runID, st.run.Status)
+		}
+		if err := e.abandon(ctx, tx, st, store.StepCancelled); err != nil {
+			return err
+		}
+		for _, ps := range st.plan.Steps {
+			if st.dirty[ps.ID] {
+				if err := tx.UpsertStep(ctx, *st.steps[ps.ID]); err != nil {
+					return err
+				}
+			}
+		}
+		now := e.now().UTC()
+		st.run.Status, st.run.Error, st.run.UpdatedAt, st.run.FinishedAt = store.RunCancelled, "cancelled", now, &now
+		if err := tx.UpdateRun(ctx, st.run); err != nil {
+			return err
+		}
+		run = st.run
+		return nil
+	})
+	if err == nil {
+		e.changed(runID)
+	}
+	return run, err
+}
+
+// Decide approves or rejects a pending task and moves its run on.
+func (e *Engine) Decide(ctx context.Context, taskID string, approve bool, by, comment string) (store.Task, error) {
+	status, decision := store.TaskRejected, "rejected"
+	if approve {
+		status, decision = store.TaskApproved, "approved"
+	}
+	var task store.Task
+	err := e.store.InTx(ctx, func(tx store.Tx) error {
+		t, err := tx.DecideTask(ctx, taskID, status, by, comment, e.now().UTC())
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("%w: %v", ErrNotPending, err)
+		}
+		if err != nil {
+			return err
+		}
+		task = t
+		return e.resolveApproval(ctx, tx, t.RunID, t.StepID, decision, by, comment)
+	})
+	if err == nil {
+		e.changed(task.RunID)
+	}
+	return task, err
+}
+
+// Responders lists the respond steps of a version, whose output answers the
+// webhook that started a run.
+func (e *Engine) Responders(ctx context.Context, versionID string) ([]string, error) {
+	plan, err := e.planByVersionID(ctx, e.store, versionID)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, ps := range plan.Steps {
+		if ps.Uses == "respond" {
+			ids = append(ids, ps.ID)
+		}
+	}
+	return ids, nil
+}
