@@ -1,0 +1,129 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moatproject/moat/internal/store"
+)
+
+// Principal is who made a request.
+type Principal struct {
+	TokenID string
+	Name    string
+	Role    string
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the authenticated caller.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// HashToken is how tokens are kept: only their SHA-256. Tokens carry 256
+// bits of randomness, so a fast hash is enough; no salt is needed.
+func HashToken(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// authenticator is the one place that decides whether a request may pass.
+// The identity issue grows it into users, roles and API keys.
+type authenticator struct {
+	store store.Store
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	touched map[string]time.Time
+}
+
+// public paths need no token: probes and the API description.
+func public(path string) bool {
+	switch path {
+	case "/", "/healthz", "/readyz", "/api/openapi.json", "/api/openapi.yaml", "/api/openapi-3.0.json", "/api/openapi-3.0.yaml":
+		return true
+	}
+	return strings.HasPrefix(path, "/api/schemas/")
+}
+
+func (a *authenticator) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if public(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// The scheme is case-insensitive (RFC 9110 §11.1).
+		scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+		token = strings.TrimSpace(token)
+		if !strings.EqualFold(scheme, "Bearer") || token == "" {
+			unauthorized(w, "missing bearer token: send Authorization: Bearer <token> (see <data-dir>/bootstrap.token)")
+			return
+		}
+		t, err := a.store.FindToken(r.Context(), HashToken(token))
+		if errors.Is(err, store.ErrNotFound) {
+			unauthorized(w, "invalid bearer token")
+			return
+		}
+		if err != nil {
+			a.log.Error("token lookup failed", "error", err)
+			writeProblem(w, http.StatusServiceUnavailable, "the token store is unavailable; try again")
+			return
+		}
+		a.touch(r.Context(), t.ID)
+		ctx := context.WithValue(r.Context(), principalKey{}, Principal{TokenID: t.ID, Name: t.Name, Role: t.Role})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// touch records last use at most once a minute per token, so reads do not
+// turn into a write each.
+func (a *authenticator) touch(ctx context.Context, id string) {
+	now := time.Now()
+	a.mu.Lock()
+	if a.touched == nil {
+		a.touched = map[string]time.Time{}
+	}
+	last, seen := a.touched[id]
+	if seen && now.Sub(last) < time.Minute {
+		a.mu.Unlock()
+		return
+	}
+	a.touched[id] = now
+	a.mu.Unlock()
+	if err := a.store.InTx(ctx, func(tx store.Tx) error { return tx.TouchToken(ctx, id, now.UTC()) }); err != nil {
+		a.log.Warn("could not record token use", "error", err)
+	}
+}
+
+func unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="moat"`)
+	writeProblem(w, http.StatusUnauthorized, msg)
+}
+
+// problem is an RFC 9457 body, as huma writes for its own operations.
+type problem struct {
+	Title  string          `json:"title"`
+	Status int             `json:"status"`
+	Detail string          `json:"detail,omitempty"`
+	Errors []problemDetail `json:"errors,omitempty"`
+}
+
+type problemDetail struct {
+	Message  string `json:"message"`
+	Location string `json:"location,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, status int, detail string, details ...problemDetail) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(problem{Title: http.StatusText(status), Status: status, Detail: detail, Errors: details})
+}
