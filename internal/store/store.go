@@ -18,6 +18,9 @@ var (
 	// ErrUnavailable reports that the database could not be reached or stayed
 	// locked past the busy timeout; nothing was written.
 	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrInvalid reports an argument the store cannot use, such as a
+	// malformed page cursor.
+	ErrInvalid = errors.New("store: invalid argument")
 )
 
 // Dialect names the SQL flavour behind a Store.
@@ -142,7 +145,6 @@ type NewVersion struct {
 	WebhookPath string
 	Schedule    string
 	At          time.Time
-	NewID       func() string // id generator for new rows
 }
 
 // Version is one immutable workflow version.

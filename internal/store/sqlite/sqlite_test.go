@@ -62,10 +62,8 @@ func TestOpenCreatesPrivateFile(t *testing.T) {
 // seedRunParents saves a workflow version so that runs can reference it.
 func seedRunParents(t *testing.T, s store.Store) (store.Workflow, store.Version) {
 	t.Helper()
-	n := 0
 	wf, ver, _, err := s.SaveWorkflowVersion(t.Context(), store.NewVersion{
 		Project: "support", Name: "triage", Hash: "h1", At: time.Unix(0, 0),
-		NewID: func() string { n++; return fmt.Sprintf("id-%d", n) },
 	})
 	if err != nil {
 		t.Fatal(err)

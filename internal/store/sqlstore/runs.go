@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -172,7 +171,7 @@ func encodeRunCursor(created int64, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(created, 10) + ":" + id))
 }
 
-var errBadCursor = errors.New("invalid cursor")
+var errBadCursor = fmt.Errorf("%w: malformed cursor; pass nextCursor from a previous page", store.ErrInvalid)
 
 func decodeRunCursor(cursor string) (int64, string, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)

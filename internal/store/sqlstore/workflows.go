@@ -68,9 +68,6 @@ func (q *Queries) SaveWorkflowVersion(ctx context.Context, nv store.NewVersion) 
 func (q *Queries) saveWorkflowVersion(ctx context.Context, nv store.NewVersion) (store.Workflow, store.Version, bool, error) {
 	var wf store.Workflow
 	var ver store.Version
-	if nv.NewID == nil {
-		return wf, ver, false, errors.New("NewID is required")
-	}
 	at := micros(nv.At)
 
 	// Check the webhook path before writing anything, so a refused save
@@ -87,7 +84,7 @@ func (q *Queries) saveWorkflowVersion(ctx context.Context, nv store.NewVersion) 
 		}
 	}
 
-	if _, err := q.exec(ctx, stmtEnsureProject, nv.NewID(), nv.Project, at, at); err != nil {
+	if _, err := q.exec(ctx, stmtEnsureProject, store.NewID("prj"), nv.Project, at, at); err != nil {
 		return wf, ver, false, fmt.Errorf("create project: %w", err)
 	}
 	var projectID string
@@ -96,7 +93,7 @@ func (q *Queries) saveWorkflowVersion(ctx context.Context, nv store.NewVersion) 
 	}
 
 	var created, updated int64
-	err := q.queryRow(ctx, stmtEnsureWorkflow, nv.NewID(), projectID, nv.Name, at, at).Scan(
+	err := q.queryRow(ctx, stmtEnsureWorkflow, store.NewID("wf"), projectID, nv.Name, at, at).Scan(
 		&wf.ID, &wf.ProjectID, &wf.Name, &wf.LatestVersion, &wf.LatestID, &wf.WebhookPath, &wf.Schedule, &created, &updated)
 	if err != nil {
 		return wf, ver, false, fmt.Errorf("create workflow: %w", err)
@@ -114,7 +111,7 @@ func (q *Queries) saveWorkflowVersion(ctx context.Context, nv store.NewVersion) 
 	}
 
 	ver = store.Version{
-		ID:         nv.NewID(),
+		ID:         store.NewID("ver"),
 		WorkflowID: wf.ID,
 		Number:     wf.LatestVersion + 1,
 		Hash:       nv.Hash,

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moatproject/moat/internal/client"
+)
+
+// buildMoat compiles the binary once per test process.
+var buildMoat = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "moat-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "moat")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// effectLedger is a receiver that applies each idempotency key once, as a
+// payment API would, and remembers every key per run and step.
+type effectLedger struct {
+	mu      sync.Mutex
+	applied map[string]int            // key -> requests seen
+	byStep  map[string]map[string]int // run/step -> key -> requests
+}
+
+func newLedger() *effectLedger {
+	return &effectLedger{applied: map[string]int{}, byStep: map[string]map[string]int{}}
+}
+
+func (l *effectLedger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("Idempotency-Key")
+	var body struct {
+		Run string `json:"run"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	step := body.Run + "/" + strings.TrimPrefix(r.URL.Path, "/")
+	l.mu.Lock()
+	l.applied[key]++
+	if l.byStep[step] == nil {
+		l.byStep[step] = map[string]int{}
+	}
+	l.byStep[step][key]++
+	l.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintln(w, `{"ok":true}`)
+}
+
+func (l *effectLedger) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.applied)
+}
+
+type server struct {
+	cmd  *exec.Cmd
+	addr string
+	logs *bytes.Buffer
+}
+
+func startServer(t *testing.T, bin, dataDir, addr string) *server {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	cmd := exec.Command(bin, "serve", "--addr", addr, "--data-dir", dataDir, "--allow-private-egress", "--log-format", "json")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, addr: addr, logs: logs}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	t.Fatalf("server did not become ready:\n%s", logs)
+	return nil
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestCrashLosesNothingAndRepeatsNothing starts 200 runs of a workflow with
+// an effect, a wait and another effect, kills the server with SIGKILL while
+// they are in flight, restarts it and checks that every accepted run
+// completes with each effect applied exactly once.
+func TestCrashLosesNothingAndRepeatsNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a server; skipped with -short")
+	}
+	bin, err := buildMoat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger := newLedger()
+	receiver := httptest.NewServer(ledger)
+	defer receiver.Close()
+
+	dataDir := t.TempDir()
+	addr := freeAddr(t)
+	srv := startServer(t, bin, dataDir, addr)
+	defer func() { srv.cmd.Process.Kill(); srv.cmd.Wait() }()
+	token, err := os.ReadFile(filepath.Join(dataDir, "bootstrap.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New("http://"+addr, strings.TrimSpace(string(token)))
+	ctx := context.Background()
+
+	definition := fmt.Sprintf(`
+apiVersion: moat/v1
+kind: Workflow
+name: crashy
+steps:
+  - id: charge
+    uses: http.request
+    with: {method: POST, url: "%[1]s/charge", body: {run: "{{ run.id }}"}}
+  - id: settle
+    uses: wait
+    with: {duration: 400ms}
+  - id: notify
+    uses: http.request
+    with: {method: POST, url: "%[1]s/notify", body: {run: "{{ run.id }}"}}
+`, receiver.URL)
+	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/workflows", nil, map[string]any{"source": definition}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	const runs = 200
+	accepted := make([]string, 0, runs)
+	for range runs {
+		var run struct{ ID string }
+		if _, err := c.Do(ctx, http.MethodPost, "/api/v1/projects/default/workflows/crashy/runs", nil, map[string]any{}, &run); err != nil {
+			t.Fatal(err)
+		}
+		accepted = append(accepted, run.ID)
+	}
+
+	// Kill once some effects have happened and many are still to come.
+	deadline := time.Now().Add(30 * time.Second)
+	for ledger.count() < runs/2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd.Wait()
+	before := ledger.count()
+	if before >= 2*runs {
+		t.Fatalf("all %d effects happened before the kill; the test proves nothing", before)
+	}
+	t.Logf("killed the server after %d of %d effects", before, 2*runs)
+
+	srv = startServer(t, bin, dataDir, addr)
+	deadline = time.Now().Add(90 * time.Second)
+	var remaining int
+	for time.Now().Before(deadline) {
+		remaining = 0
+		for _, id := range accepted {
+			var run struct{ Status string }
+			if _, err := c.Do(ctx, http.MethodGet, "/api/v1/runs/"+id, nil, nil, &run); err != nil {
+				t.Fatalf("run %s accepted before the crash is gone: %v", id, err)
+			}
+			if run.Status != "succeeded" {
+				if run.Status == "failed" || run.Status == "cancelled" {
+					t.Fatalf("run %s ended %s", id, run.Status)
+				}
+				remaining++
+			}
+		}
+		if remaining == 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if remaining > 0 {
+		t.Fatalf("%d runs did not complete after restart\n%s", remaining, srv.logs)
+	}
+
+	ledger.mu.Lock()
+	defer ledger.mu.Unlock()
+	if len(ledger.byStep) != 2*runs {
+		t.Fatalf("effects seen for %d run steps, want %d", len(ledger.byStep), 2*runs)
+	}
+	repeats := 0
+	for step, keys := range ledger.byStep {
+		if len(keys) != 1 {
+			t.Errorf("%s applied under %d different keys: %v", step, len(keys), keys)
+		}
+		for _, n := range keys {
+			repeats += n - 1
+		}
+	}
+	t.Logf("%d requests were repeats of an interrupted attempt with the same key (the receiver dropped them)", repeats)
+}

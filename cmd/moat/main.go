@@ -1,0 +1,81 @@
+// Command moat is the single binary: the server, the in-process runner and
+// the client for a running server.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moatproject/moat/internal/app"
+	"github.com/moatproject/moat/internal/config"
+)
+
+// exitError carries an exit status without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	root := newRoot(os.Stdout, os.Stderr)
+	if err := root.Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "moat:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "moat",
+		Short:         "Self-hosted workflows for AI-enabled automation, behind one security gateway",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(
+		newServeCmd(), newRunCmd(), newValidateCmd(), newApplyCmd(),
+		newRunsCmd(), newTasksCmd(), newSchemaCmd(), newVersionCmd(),
+	)
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "moat", app.Version)
+		},
+	}
+}
+
+// addServerFlags binds the flags shared by serve and run.
+func addServerFlags(cmd *cobra.Command, c *config.Config) {
+	f := cmd.Flags()
+	f.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the embedded database and the bootstrap token (MOAT_DATA_DIR)")
+	f.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "postgres://… to use Postgres instead of the embedded SQLite (MOAT_DATABASE_URL)")
+	f.StringVar(&c.Environment, "env", c.Environment, "environment runs see as env.name: dev, staging or prod (MOAT_ENV)")
+	f.BoolVar(&c.AllowPrivateEgress, "allow-private-egress", c.AllowPrivateEgress, "let http.request reach loopback and private networks; development only (MOAT_ALLOW_PRIVATE_EGRESS)")
+	f.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (MOAT_LOG_FORMAT)")
+	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (MOAT_LOG_LEVEL)")
+}
+
+func newLogger(c config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,91 @@
+// Package config holds the server's settings: flags, with MOAT_* environment
+// variables as defaults.
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Config is everything `moat serve` and `moat run` need.
+type Config struct {
+	Addr        string // listen address; loopback by default
+	DataDir     string // holds moat.db, bootstrap.token and the lock
+	DatabaseURL string // postgres://… to use Postgres instead of SQLite
+	Environment string // dev, staging or prod
+	// AllowPrivateEgress lets http.request reach loopback and private
+	// networks (development only).
+	AllowPrivateEgress bool
+	LogFormat          string // json or text
+	LogLevel           string // debug, info, warn, error
+	Workers            int
+}
+
+// Environments are the names a deployment may use.
+var Environments = []string{"dev", "staging", "prod"}
+
+// Default returns the defaults, overridden by MOAT_* variables.
+func Default() Config {
+	c := Config{
+		Addr:        envOr("MOAT_ADDR", "127.0.0.1:8080"),
+		DataDir:     envOr("MOAT_DATA_DIR", "./moat-data"),
+		DatabaseURL: os.Getenv("MOAT_DATABASE_URL"),
+		Environment: envOr("MOAT_ENV", "dev"),
+		LogFormat:   envOr("MOAT_LOG_FORMAT", "text"),
+		LogLevel:    envOr("MOAT_LOG_LEVEL", "info"),
+	}
+	c.AllowPrivateEgress, _ = strconv.ParseBool(os.Getenv("MOAT_ALLOW_PRIVATE_EGRESS"))
+	c.Workers, _ = strconv.Atoi(os.Getenv("MOAT_WORKERS"))
+	return c
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// Validate reports the first setting that cannot work, naming it.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("config: --addr %q: %w", c.Addr, err)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("config: --data-dir must not be empty")
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return fmt.Errorf("config: --database-url must start with postgres:// (SQLite needs no URL: it lives in --data-dir)")
+	}
+	if !slices.Contains(Environments, c.Environment) {
+		return fmt.Errorf("config: --env %q: want one of %s", c.Environment, strings.Join(Environments, ", "))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return fmt.Errorf("config: log format %q: want json or text", c.LogFormat)
+	}
+	if c.Workers < 0 || c.Workers > 10000 {
+		return fmt.Errorf("config: workers %d out of range", c.Workers)
+	}
+	return nil
+}
+
+// DatabasePath is the SQLite file inside the data dir.
+func (c Config) DatabasePath() string { return filepath.Join(c.DataDir, "moat.db") }
+
+// TokenPath is where the bootstrap token is written.
+func (c Config) TokenPath() string { return filepath.Join(c.DataDir, "bootstrap.token") }
+
+// Loopback reports whether Addr listens only on this machine.
+func (c Config) Loopback() bool {
+	host, _, _ := net.SplitHostPort(c.Addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
