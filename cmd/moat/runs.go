@@ -81,10 +81,10 @@ func newRunsCmd() *cobra.Command {
 	r.bind(list)
 
 	var rg remote
-	var wait string
+	var wait, getOutput string
 	get := &cobra.Command{
 		Use:   "get RUN",
-		Short: "Show a run with its step timeline and attempts",
+		Short: "Show a run with its step timeline (-o json for everything, attempts included)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := rg.client()
@@ -95,14 +95,23 @@ func newRunsCmd() *cobra.Command {
 			if wait != "" {
 				q.Set("wait", wait)
 			}
-			var run map[string]any
-			if _, err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/runs/"+url.PathEscape(args[0]), q, nil, &run); err != nil {
+			var run runView
+			var raw json.RawMessage
+			if _, err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/runs/"+url.PathEscape(args[0]), q, nil, &raw); err != nil {
 				return err
 			}
-			return printJSON(cmd, run)
+			if getOutput == "json" {
+				return printJSON(cmd, raw)
+			}
+			if err := json.Unmarshal(raw, &run); err != nil {
+				return err
+			}
+			printTimeline(cmd, run)
+			return nil
 		},
 	}
 	get.Flags().StringVar(&wait, "wait", "", "wait up to this long (at most 1m) for the run to finish")
+	get.Flags().StringVarP(&getOutput, "output", "o", "timeline", "timeline or json")
 	rg.bind(get)
 
 	var rc remote
@@ -215,4 +224,49 @@ func decideCmd(verb string) *cobra.Command {
 	cmd.Flags().StringVar(&comment, "comment", "", "why")
 	r.bind(cmd)
 	return cmd
+}
+
+// runView is the part of a run the timeline shows.
+type runView struct {
+	ID         string          `json:"id"`
+	Status     string          `json:"status"`
+	Trigger    string          `json:"trigger"`
+	Error      string          `json:"error"`
+	CreatedAt  time.Time       `json:"createdAt"`
+	FinishedAt *time.Time      `json:"finishedAt"`
+	Output     json.RawMessage `json:"output"`
+	Steps      []struct {
+		ID         string     `json:"id"`
+		Uses       string     `json:"uses"`
+		Status     string     `json:"status"`
+		Attempts   int        `json:"attempts"`
+		Error      string     `json:"error"`
+		StartedAt  *time.Time `json:"startedAt"`
+		FinishedAt *time.Time `json:"finishedAt"`
+	} `json:"steps"`
+}
+
+func printTimeline(cmd *cobra.Command, run runView) {
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "run %s %s (trigger %s, started %s)\n", run.ID, run.Status, run.Trigger, run.CreatedAt.Local().Format(time.DateTime))
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tUSES\tSTATUS\tATTEMPTS\tTOOK\tERROR")
+	for _, s := range run.Steps {
+		took := ""
+		if s.StartedAt != nil && s.FinishedAt != nil {
+			took = s.FinishedAt.Sub(*s.StartedAt).Round(time.Millisecond).String()
+		}
+		attempts := ""
+		if s.Attempts > 0 {
+			attempts = strconv.Itoa(s.Attempts)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Uses, s.Status, attempts, took, s.Error)
+	}
+	tw.Flush()
+	if run.Error != "" {
+		fmt.Fprintln(out, "error:", run.Error)
+	}
+	if len(run.Output) > 0 {
+		fmt.Fprintln(out, "output:", string(run.Output))
+	}
 }

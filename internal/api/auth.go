@@ -125,5 +125,7 @@ type problemDetail struct {
 func writeProblem(w http.ResponseWriter, status int, detail string, details ...problemDetail) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(problem{Title: http.StatusText(status), Status: status, Detail: detail, Errors: details})
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(problem{Title: http.StatusText(status), Status: status, Detail: detail, Errors: details})
 }

@@ -152,7 +152,9 @@ func writeResponse(w http.ResponseWriter, runID string, output []byte) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 func (h *handlers) writeError(w http.ResponseWriter, err error) {

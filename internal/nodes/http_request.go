@@ -56,7 +56,7 @@ var credentialParams = map[string]bool{
 	"auth": true, "secret": true, "client_secret": true, "password": true, "passwd": true, "sig": true, "signature": true,
 }
 
-const credentialAdvice = "a credential must not be written in a definition; store it with `moat secret set` and use a connector"
+const credentialAdvice = "a literal credential does not belong in a definition; store it with `moat secret set` and use a connector"
 
 // Check refuses literal credentials.
 func (HTTPRequest) Check(with map[string]any) []workflow.FieldProblem {
@@ -64,14 +64,14 @@ func (HTTPRequest) Check(with map[string]any) []workflow.FieldProblem {
 	if h, ok := with["headers"].(map[string]any); ok {
 		for _, k := range sortedKeys(h) {
 			if s, _ := h[k].(string); credentialHeaders[strings.ToLower(k)] && s != "" && !strings.Contains(s, "{{") {
-				problems = append(problems, workflow.FieldProblem{Pointer: "/headers/" + escapePointer(k), Message: "header " + k + ": " + credentialAdvice})
+				problems = append(problems, workflow.FieldProblem{Pointer: "/headers/" + escapePointer(k), Message: credentialAdvice})
 			}
 		}
 	}
 	if q, ok := with["query"].(map[string]any); ok {
 		for _, k := range sortedKeys(q) {
 			if s, _ := q[k].(string); credentialParams[strings.ToLower(k)] && s != "" && !strings.Contains(s, "{{") {
-				problems = append(problems, workflow.FieldProblem{Pointer: "/query/" + escapePointer(k), Message: "query parameter " + k + ": " + credentialAdvice})
+				problems = append(problems, workflow.FieldProblem{Pointer: "/query/" + escapePointer(k), Message: credentialAdvice})
 			}
 		}
 	}

@@ -13,8 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Syntax errors in YAML and JSON sources, with their lines.
-
+// yamlLineRE splits a yaml error into its line and message.
 var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?(?:line (\d+): )?(.*?)(?: at line (\d+)(?:, column (\d+))?)?$`)
 
 // readYAMLNode parses one YAML document; syntax errors become problems.
