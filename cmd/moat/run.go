@@ -23,7 +23,7 @@ func newRunCmd() *cobra.Command {
 	c := config.Default()
 	c.DataDir = ""
 	c.LogLevel = "warn"
-	var input string
+	var input, output string
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a workflow in-process and print the finished run as JSON",
@@ -97,9 +97,17 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(api.ViewRun(run, steps, attempts)); err != nil {
+			view, err := json.Marshal(api.ViewRun(run, steps, attempts))
+			if err != nil {
+				return err
+			}
+			if output == "timeline" {
+				var rv runView
+				if err := json.Unmarshal(view, &rv); err != nil {
+					return err
+				}
+				printTimeline(cmd, rv)
+			} else if err := printJSON(cmd, json.RawMessage(view)); err != nil {
 				return err
 			}
 			if run.Status != store.RunSucceeded {
@@ -109,6 +117,7 @@ func newRunCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&input, "input", "", "run input: a JSON value, or @file to read it from a file")
+	cmd.Flags().StringVarP(&output, "output", "o", "json", "json or timeline")
 	addServerFlags(cmd, &c)
 	return cmd
 }

@@ -253,7 +253,7 @@ func printTimeline(cmd *cobra.Command, run runView) {
 	fmt.Fprintln(tw, "STEP\tUSES\tSTATUS\tATTEMPTS\tTOOK\tERROR")
 	for _, s := range run.Steps {
 		took := ""
-		if s.StartedAt != nil && s.FinishedAt != nil {
+		if s.StartedAt != nil && s.FinishedAt != nil && s.Status != "skipped" {
 			took = s.FinishedAt.Sub(*s.StartedAt).Round(time.Millisecond).String()
 		}
 		attempts := ""

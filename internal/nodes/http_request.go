@@ -166,7 +166,11 @@ func (HTTPRequest) Execute(ctx context.Context, c *Call) (Result, error) {
 	}
 	resp, err := c.Env.HTTP.Do(req)
 	if err != nil {
-		return Result{}, fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
+		err = fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
+		if errors.Is(err, ErrEgressDenied) {
+			err = Permanent(err) // policy, not a passing fault
+		}
+		return Result{}, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
