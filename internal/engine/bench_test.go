@@ -78,7 +78,7 @@ func BenchmarkFiveStepRunsSQLite(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	b.Cleanup(func() { st.Close() }) // after the engine stops
 	benchRuns(b, st)
 }
 

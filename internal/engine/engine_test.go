@@ -74,13 +74,19 @@ func newHarness(t *testing.T) *harness {
 	return startHarness(t, st)
 }
 
+// startHarness starts an engine whose http.request may reach the test
+// servers on loopback.
 func startHarness(t testing.TB, st store.Store) *harness {
+	return startHarnessWith(t, st, nodes.EgressPolicy{AllowPrivate: true})
+}
+
+func startHarnessWith(t testing.TB, st store.Store, egress nodes.EgressPolicy) *harness {
 	t.Helper()
 	ctx := context.Background()
 	eng, err := engine.New(engine.Config{
 		Store:        st,
 		Registry:     nodes.Builtins(),
-		HTTP:         nodes.NewHTTPClient(nodes.EgressPolicy{AllowPrivate: true}),
+		HTTP:         nodes.NewHTTPClient(egress),
 		PollInterval: 20 * time.Millisecond,
 	})
 	if err != nil {
@@ -381,24 +387,12 @@ steps:
 
 func TestEgressIsDeniedByDefault(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir()+"/moat.db")
+	st, err := sqlite.Open(context.Background(), t.TempDir()+"/moat.db")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	eng, err := engine.New(engine.Config{Store: st, Registry: nodes.Builtins(), PollInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Start(ctx, true); err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Stop(ctx)
-	h := &harness{t: t, store: st, eng: eng}
+	t.Cleanup(func() { st.Close() }) // after the engine stops
+	h := startHarnessWith(t, st, nodes.EgressPolicy{})
 	counter := newKeyCounter()
 	srv := httptest.NewServer(counter)
 	defer srv.Close()

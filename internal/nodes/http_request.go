@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,14 +64,14 @@ const credentialAdvice = "a literal credential does not belong in a definition; 
 func (HTTPRequest) Check(with map[string]any) []workflow.FieldProblem {
 	var problems []workflow.FieldProblem
 	if h, ok := with["headers"].(map[string]any); ok {
-		for _, k := range sortedKeys(h) {
+		for _, k := range slices.Sorted(maps.Keys(h)) {
 			if s, _ := h[k].(string); credentialHeaders[strings.ToLower(k)] && s != "" && !strings.Contains(s, "{{") {
 				problems = append(problems, workflow.FieldProblem{Pointer: "/headers/" + escapePointer(k), Message: credentialAdvice})
 			}
 		}
 	}
 	if q, ok := with["query"].(map[string]any); ok {
-		for _, k := range sortedKeys(q) {
+		for _, k := range slices.Sorted(maps.Keys(q)) {
 			if s, _ := q[k].(string); credentialParams[strings.ToLower(k)] && s != "" && !strings.Contains(s, "{{") {
 				problems = append(problems, workflow.FieldProblem{Pointer: "/query/" + escapePointer(k), Message: credentialAdvice})
 			}

@@ -3,6 +3,7 @@ package nodes
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/moatproject/moat/internal/workflow"
@@ -31,7 +32,7 @@ func (Transform) Schema() map[string]any {
 // Expressions implements workflow.ExpressionFielder.
 func (Transform) Expressions(with map[string]any) []workflow.ExprField {
 	set, _ := with["set"].(map[string]any)
-	keys := sortedKeys(set)
+	keys := slices.Sorted(maps.Keys(set))
 	fields := make([]workflow.ExprField, 0, len(keys))
 	for _, k := range keys {
 		if src, ok := set[k].(string); ok {
@@ -45,7 +46,7 @@ func (Transform) Expressions(with map[string]any) []workflow.ExprField {
 func (Transform) Execute(_ context.Context, c *Call) (Result, error) {
 	set, _ := c.With["set"].(map[string]any)
 	out := make(map[string]any, len(set))
-	for _, k := range sortedKeys(set) {
+	for _, k := range slices.Sorted(maps.Keys(set)) {
 		src, _ := set[k].(string)
 		v, err := c.Plan.Eval(src, c.Vars)
 		if err != nil {
@@ -54,15 +55,6 @@ func (Transform) Execute(_ context.Context, c *Call) (Result, error) {
 		out[k] = v
 	}
 	return Result{Output: out}, nil
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // escapePointer escapes a JSON pointer token (RFC 6901).

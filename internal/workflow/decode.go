@@ -1,8 +1,9 @@
 package workflow
 
 import (
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -47,12 +48,7 @@ func decodeValue(v any, rv reflect.Value, ptr string, c *problems) {
 			return
 		}
 		info := structInfo(t)
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			i, known := info.index[k]
 			if !known {
 				msg := "unknown field %q in %s"

@@ -1,6 +1,7 @@
 package workflow
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"sort"
@@ -189,12 +190,7 @@ func (cc *compiler) templates(v any, base, rel string, verbatim map[string]bool,
 			}
 		}
 	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			cc.templates(x[k], base, child(rel, k), verbatim, scope, ctx)
 		}
 	case []any:
