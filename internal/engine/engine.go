@@ -123,10 +123,11 @@ func New(cfg Config) (*Engine, error) {
 		Workers:           workers,
 		FetchCooldown:     min(poll, 10*time.Millisecond),
 		FetchPollInterval: poll,
-		// Our own attempts carry the step's timeout; River's only guards
-		// against a worker that never returns.
-		JobTimeout:           30 * time.Minute,
-		RescueStuckJobsAfter: 35 * time.Minute,
+		// Our own attempts carry the step's timeout (at most
+		// MaxStepTimeout); River's only guards against a worker that never
+		// returns, and rescues a dead node's jobs after that.
+		JobTimeout:           workflow.MaxStepTimeout + 5*time.Minute,
+		RescueStuckJobsAfter: workflow.MaxStepTimeout + 10*time.Minute,
 		Logger:               e.log.With("component", "river"),
 		ErrorHandler:         &errorHandler{log: e.log},
 		MaxAttempts:          25,

@@ -13,7 +13,11 @@ const defaultApprovalTimeout = 72 * time.Hour
 // rejects it through the API or CLI, or until it times out.
 type Approval struct{}
 
-func (Approval) Name() string             { return "approval" }
+func (Approval) Name() string { return "approval" }
+
+// Waits implements workflow.Waiter.
+func (Approval) Waits() bool { return true }
+
 func (Approval) Kind(map[string]any) Kind { return Human }
 func (Approval) Description() string {
 	return "Ask a person to approve or reject; the run waits durably for the decision or the timeout."

@@ -14,7 +14,11 @@ const maxWait = 366 * 24 * time.Hour
 // resumes after a restart.
 type Wait struct{}
 
-func (Wait) Name() string             { return "wait" }
+func (Wait) Name() string { return "wait" }
+
+// Waits implements workflow.Waiter.
+func (Wait) Waits() bool { return true }
+
 func (Wait) Kind(map[string]any) Kind { return Timer }
 func (Wait) Description() string {
 	return "Pause this branch for a duration or until a time; survives restarts."

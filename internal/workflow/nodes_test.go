@@ -134,5 +134,5 @@ var testNodes = registry{
 		"headers": map[string]any{"type": "object", "additionalProperties": str},
 		"body":    map[string]any{},
 	}, "url")}},
-	"approval": approvalType{fakeType{"approval", obj(map[string]any{"role": str})}},
+	"approval": approvalType{fakeType{"approval", obj(map[string]any{"role": str, "timeout": str})}},
 }

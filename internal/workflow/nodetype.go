@@ -66,8 +66,8 @@ type SettingsChecker interface {
 	Check(with map[string]any) []FieldProblem
 }
 
-// Waiter is a node type whose steps wait (approval, wait): their timeout
-// may exceed the 24 hours allowed to other steps.
+// Waiter is a node type whose steps wait (approval, wait). How long they
+// wait is a setting of theirs; a step-level timeout would mean nothing.
 type Waiter interface {
 	Waits() bool
 }

@@ -78,7 +78,7 @@ func TestProblems(t *testing.T) {
 		{"retry", hdr + "steps:\n  - id: a\n    uses: transform\n    retry: {maxAttempts: 21, backoff: -1s, multiplier: 0.5}\n",
 			[]wantProblem{{7, 13, "retry.maxAttempts must be between 1 and 20"}, {7, 30, "retry.backoff must not be negative"}, {7, 44, "retry.multiplier must be between 1 and 10"}}},
 		{"timeout too long", hdr + "steps:\n  - id: a\n    uses: transform\n    timeout: 2d\n  - id: b\n    uses: approval\n    timeout: 30d\n",
-			[]wantProblem{{7, 5, "timeout must be at most 24h for a step that does not wait (it is 48h0m0s)"}}},
+			[]wantProblem{{7, 5, "timeout must be at most 1h (it is 48h)"}, {10, 5, "an approval step has no step timeout"}}},
 		{"invalid duration", hdr + "steps:\n  - id: a\n    uses: transform\n    timeout: 2x\n",
 			[]wantProblem{{7, 5, `timeout: invalid duration "2x"`}}},
 		{"unknown need", hdr + "steps:\n  - id: a\n    uses: transform\n  - id: b\n    uses: transform\n    needs: [a, c]\n",

@@ -203,8 +203,10 @@ func (cc *compiler) steps() bool {
 		}
 		if s.Timeout < 0 {
 			cc.c.add(ptr+"/timeout", "timeout must not be negative")
-		} else if limit := Duration(maxStepTimeoutDays * 24 * time.Hour); s.Timeout > limit && !waits(cc.types[i]) {
-			cc.c.add(ptr+"/timeout", "timeout must be at most 24h for a step that does not wait (it is %s)", time.Duration(s.Timeout))
+		} else if s.Timeout > 0 && waits(cc.types[i]) {
+			cc.c.add(ptr+"/timeout", "an %s step has no step timeout: set how long it waits in its settings (with)", s.Uses)
+		} else if s.Timeout > Duration(MaxStepTimeout) {
+			cc.c.add(ptr+"/timeout", "timeout must be at most %s (it is %s)", formatDuration(MaxStepTimeout), formatDuration(time.Duration(s.Timeout)))
 		}
 	}
 	return true
