@@ -1,9 +1,11 @@
 package workflow
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"unicode/utf8"
 )
@@ -130,4 +132,30 @@ func splitLines(src []byte, yaml bool) [][]byte {
 		i += size
 	}
 	return append(lines, src[start:])
+}
+
+// FuzzDecodeJSON checks that every document DecodeJSON accepts survives a
+// round trip through encoding/json unchanged, so run inputs and step
+// outputs mean the same after they are stored.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, seed := range []string{`{"a":1,"b":[1.5,"x",null,true]}`, `9007199254740993`, `1e400`, `-0`, `"\u00e9\ud83d\ude00"`, `[[[[]]]]`, `{"a":{"a":{}}}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := DecodeJSON(b)
+		if err != nil {
+			return
+		}
+		again, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("decoded %q into %#v, which does not encode: %v", b, v, err)
+		}
+		w, err := DecodeJSON(again)
+		if err != nil {
+			t.Fatalf("re-encoded %q does not decode: %v", again, err)
+		}
+		if !reflect.DeepEqual(v, w) {
+			t.Fatalf("round trip changed %q: %#v then %#v", b, v, w)
+		}
+	})
 }

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moatproject/moat/internal/app"
+	"github.com/moatproject/moat/internal/client"
+	"github.com/moatproject/moat/internal/config"
+)
+
+// TestRemoteCommands drives apply, runs and tasks against a server.
+func TestRemoteCommands(t *testing.T) {
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.DataDir, cfg.DatabaseURL = t.TempDir(), ""
+	a, err := app.Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	token, err := a.Bootstrap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Engine.Stop(ctx) })
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	t.Setenv("MOAT_SERVER", srv.URL)
+	t.Setenv("MOAT_TOKEN", token)
+
+	resources := writeFile(t, "demo.yaml", `apiVersion: moat/v1
+kind: Project
+name: demo
+description: the remote commands test
+---
+apiVersion: moat/v1
+kind: Workflow
+name: ask
+project: demo
+steps:
+  - {id: ask, uses: approval, with: {title: "Go ahead?", role: reviewer}}
+  - {id: done, uses: transform, with: {set: {ok: "steps.ask.output.approved"}}}
+---
+apiVersion: moat/v1
+kind: Workflow
+name: sleep
+project: demo
+steps:
+  - {id: nap, uses: wait, with: {duration: 1h}}
+`)
+	out, errOut, code := moat(t, "apply", "-f", resources)
+	want := "project demo applied\nworkflow demo/ask version 1 created\nworkflow demo/sleep version 1 created\n"
+	if code != 0 || out != want {
+		t.Fatalf("apply: code %d\n%s\n%s", code, out, errOut)
+	}
+	out, _, _ = moat(t, "apply", "-f", resources)
+	if !strings.Contains(out, "workflow demo/ask version 1 unchanged") {
+		t.Fatalf("second apply: %s", out)
+	}
+
+	// Problems name lines of the file, not of the document.
+	broken := writeFile(t, "broken.yaml", "kind: Project\nname: demo\n---\napiVersion: moat/v1\nkind: Workflow\nname: bad\nsteps:\n  - {id: a, uses: nope}\n")
+	_, errOut, code = moat(t, "apply", "-f", broken)
+	if code != 1 || !strings.Contains(errOut, "broken.yaml:8:") || !strings.Contains(errOut, `unknown node type "nope"`) {
+		t.Fatalf("broken apply: code %d\n%s", code, errOut)
+	}
+
+	c := client.New(srv.URL, token)
+	start := func(name string) string {
+		var run struct{ ID string }
+		if _, err := c.Do(ctx, http.MethodPost, "/api/v1/projects/demo/workflows/"+name+"/runs", nil, map[string]any{}, &run); err != nil {
+			t.Fatal(err)
+		}
+		return run.ID
+	}
+	asked, slept := start("ask"), start("sleep")
+
+	out, _, code = moat(t, "tasks", "list", "--project", "demo")
+	taskID := regexp.MustCompile(`task_[a-z0-9]+`).FindString(out)
+	if code != 0 || taskID == "" || !strings.Contains(out, "Go ahead?") {
+		t.Fatalf("tasks list: %s", out)
+	}
+	out, _, code = moat(t, "tasks", "approve", taskID, "--comment", "fine")
+	if code != 0 || !strings.Contains(out, "approved") {
+		t.Fatalf("approve: %s", out)
+	}
+	_, errOut, code = moat(t, "tasks", "reject", taskID)
+	if code != 1 || !strings.Contains(errOut, "409") {
+		t.Fatalf("second decision: code %d %s", code, errOut)
+	}
+	out, _, code = moat(t, "runs", "get", asked, "--wait", "10s")
+	if code != 0 || !strings.Contains(out, "succeeded") || !strings.Contains(out, `output: {"ok":true}`) {
+		t.Fatalf("runs get: %s", out)
+	}
+
+	waitFor(t, func() bool {
+		out, _, _ := moat(t, "runs", "get", slept, "-o", "json")
+		return strings.Contains(out, `"status": "waiting"`)
+	})
+	out, _, code = moat(t, "runs", "cancel", slept)
+	if code != 0 || out != "run "+slept+" cancelled\n" {
+		t.Fatalf("cancel: %q", out)
+	}
+	out, _, code = moat(t, "runs", "list", "--project", "demo")
+	if code != 0 || !strings.Contains(out, asked+"  succeeded") || !strings.Contains(out, slept+"  cancelled") {
+		t.Fatalf("runs list:\n%s", out)
+	}
+	out, _, _ = moat(t, "runs", "list", "--project", "demo", "--limit", "1")
+	if !strings.Contains(out, "more: --cursor ") {
+		t.Fatalf("runs list page: %s", out)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
