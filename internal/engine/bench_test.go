@@ -2,6 +2,9 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -29,10 +32,10 @@ steps:
 // benchRuns starts b.N runs of a five-step workflow without external calls
 // from 8 goroutines and waits until every one has succeeded; runs/s counts
 // from the first start to the last completion.
-func benchRuns(b *testing.B, st store.Store) {
+func benchRuns(b *testing.B, st store.Store, definition string) {
 	b.Helper()
 	h := startHarness(b, st)
-	saved, err := h.eng.SaveWorkflow(context.Background(), "five.yaml", []byte(fiveSteps))
+	saved, err := h.eng.SaveWorkflow(context.Background(), "bench.yaml", []byte(definition))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -79,9 +82,36 @@ func BenchmarkFiveStepRunsSQLite(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() }) // after the engine stops
-	benchRuns(b, st)
+	benchRuns(b, st, fiveSteps)
 }
 
 func BenchmarkFiveStepRunsPostgres(b *testing.B) {
-	benchRuns(b, pgtest.Open(b))
+	benchRuns(b, pgtest.Open(b), fiveSteps)
+}
+
+// BenchmarkEffectRunsSQLite is a three-step run whose middle step is an
+// http.request to a local server: one River job per run, with its attempt
+// recorded before and after the call.
+func BenchmarkEffectRunsSQLite(b *testing.B) {
+	st, err := sqlite.Open(context.Background(), b.TempDir()+"/moat.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	b.Cleanup(srv.Close)
+	benchRuns(b, st, fmt.Sprintf(`
+apiVersion: moat/v1
+kind: Workflow
+name: effect
+input:
+  schema: {type: object, properties: {n: {type: integer}}}
+steps:
+  - {id: a, uses: transform, with: {set: {v: "input.n + 1"}}}
+  - {id: call, uses: http.request, with: {method: POST, url: "%s/x", body: {v: "{{ steps.a.output.v }}"}}}
+  - {id: c, uses: transform, with: {set: {ok: "steps.call.output.body.ok"}}}
+`, srv.URL))
 }

@@ -88,9 +88,13 @@ func New(cfg Config) (*Engine, error) {
 	if e.envName == "" {
 		e.envName = "dev"
 	}
-	if e.now == nil {
-		e.now = time.Now
+	// Times are kept at the store's precision, so a run read back equals
+	// the one returned when it started.
+	clock := cfg.Now
+	if clock == nil {
+		clock = time.Now
 	}
+	e.now = func() time.Time { return clock().UTC().Truncate(time.Microsecond) }
 	httpClient := cfg.HTTP
 	if httpClient == nil {
 		httpClient = nodes.NewHTTPClient(nodes.EgressPolicy{})

@@ -424,8 +424,12 @@ func (w *scheduleWorker) Work(ctx context.Context, job *river.Job[ScheduleArgs])
 		}
 		if problems := plan.ValidateInput(input); len(problems) > 0 {
 			e.log.Warn("scheduled input does not match the workflow's input schema; tick skipped", "workflow", wf.ID, "problems", len(problems))
-		} else if runID, err = e.createRun(ctx, tx, wf, job.Args.VersionID, input, "schedule"); err != nil {
-			return err
+		} else {
+			run, err := e.createRun(ctx, tx, wf, job.Args.VersionID, input, "schedule")
+			if err != nil {
+				return err
+			}
+			runID = run.ID
 		}
 		if err := e.enqueueTick(ctx, tx, wf.ID, job.Args.VersionID, sched, e.now()); err != nil {
 			return err
@@ -464,24 +468,24 @@ func (e *Engine) enqueueTick(ctx context.Context, tx store.Tx, workflowID, versi
 // createRun inserts a run and advances it in the same transaction: its
 // leading pure steps run at once and its first effects are enqueued, so a
 // run of pure steps needs no job at all. Either all of it commits or none.
-func (e *Engine) createRun(ctx context.Context, tx store.Tx, wf store.Workflow, versionID string, input any, trigger string) (string, error) {
+func (e *Engine) createRun(ctx context.Context, tx store.Tx, wf store.Workflow, versionID string, input any, trigger string) (store.Run, error) {
 	plan, err := e.planByVersionID(ctx, tx, versionID)
 	if err != nil {
-		return "", err
+		return store.Run{}, err
 	}
 	data, err := json.Marshal(input)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalidInput, err)
+		return store.Run{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
 	now := e.now().UTC()
 	run := store.Run{ID: store.NewID("run"), ProjectID: wf.ProjectID, WorkflowID: wf.ID, VersionID: versionID, Status: store.RunPending,
 		Trigger: trigger, Input: data, CreatedAt: now, UpdatedAt: now}
 	if err := tx.CreateRun(ctx, run); err != nil {
-		return "", err
+		return store.Run{}, err
 	}
 	st := &runState{run: run, plan: plan, steps: map[string]*store.Step{}, input: input, outputs: map[string]any{}, dirty: map[string]bool{}}
 	if err := e.advance(ctx, tx, st); err != nil {
-		return "", err
+		return store.Run{}, err
 	}
-	return run.ID, nil
+	return st.run, nil
 }

@@ -97,16 +97,16 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (store.Run, err
 	if trigger == "" {
 		trigger = "manual"
 	}
-	var runID string
+	var run store.Run
 	err = e.store.InTx(ctx, func(tx store.Tx) error {
-		runID, err = e.createRun(ctx, tx, wf, versionID, input, trigger)
+		run, err = e.createRun(ctx, tx, wf, versionID, input, trigger)
 		return err
 	})
 	if err != nil {
 		return store.Run{}, err
 	}
-	e.changed(runID)
-	return e.store.GetRun(ctx, runID)
+	e.changed(run.ID)
+	return run, nil
 }
 
 // Cancel stops a run: unfinished steps are cancelled, pending tasks

@@ -27,6 +27,8 @@ type Dialect struct {
 	// store.ErrUnavailable for a lock or connection failure, and nil for
 	// anything else.
 	Classify func(err error) error
+	// Prepare keeps prepared statements for the pools' connections.
+	Prepare bool
 }
 
 // Queries implements store.Queries over one DB: a read pool, a write pool or
@@ -35,6 +37,10 @@ type Queries struct {
 	db       DB
 	sql      []string
 	classify func(error) error
+	// With prepared statements: prep is the pool's, tx the transaction
+	// (if any) they run in.
+	prep *prepared
+	tx   *sql.Tx
 }
 
 var _ store.Queries = (*Queries)(nil)
@@ -48,15 +54,51 @@ func NewQueries(d Dialect, db DB) *Queries {
 	return &Queries{db: db, sql: text, classify: d.Classify}
 }
 
+// statement returns the prepared statement for s, bound to q's
+// transaction, or nil when q does not prepare.
+func (q *Queries) statement(ctx context.Context, s stmt) (*sql.Stmt, error) {
+	if q.prep == nil {
+		return nil, nil
+	}
+	if q.tx == nil {
+		return q.prep.get(ctx, s)
+	}
+	// Inside a transaction only statements prepared beforehand are used;
+	// see prepareAll.
+	if st := q.prep.lookup(s); st != nil {
+		return q.tx.StmtContext(ctx, st), nil
+	}
+	return nil, nil
+}
+
 func (q *Queries) exec(ctx context.Context, s stmt, args ...any) (sql.Result, error) {
+	st, err := q.statement(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return q.db.ExecContext(ctx, q.sql[s], args...)
 }
 
 func (q *Queries) query(ctx context.Context, s stmt, args ...any) (*sql.Rows, error) {
+	st, err := q.statement(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return q.db.QueryContext(ctx, q.sql[s], args...)
 }
 
 func (q *Queries) queryRow(ctx context.Context, s stmt, args ...any) *sql.Row {
+	if st, err := q.statement(ctx, s); err == nil && st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	// Without a prepared statement (or if preparing failed) the plain query
+	// reports any error through the row.
 	return q.db.QueryRowContext(ctx, q.sql[s], args...)
 }
 

@@ -19,13 +19,37 @@ type Store struct {
 	dialect  Dialect
 	writer   *sql.DB
 	reader   *sql.DB
+	// Prepared statements of each pool, when the dialect wants them.
+	writerStmts, readerStmts *prepared
 }
 
 var _ store.Store = (*Store)(nil)
 
 // New returns a Store. It takes ownership of both pools: Close closes them.
 func New(d Dialect, writer, reader *sql.DB) *Store {
-	return &Store{Queries: NewQueries(d, reader), dialect: d, writer: writer, reader: reader}
+	s := &Store{Queries: NewQueries(d, reader), dialect: d, writer: writer, reader: reader}
+	if d.Prepare {
+		s.writerStmts = newPrepared(writer, s.sql)
+		s.readerStmts = s.writerStmts
+		if reader != writer {
+			s.readerStmts = newPrepared(reader, s.sql)
+		}
+		s.Queries.prep = s.readerStmts
+	}
+	return s
+}
+
+// PrepareStatements prepares the writer's statements; call it once after
+// migrations, before the store is used. Without it transactions run their
+// statements unprepared.
+func (s *Store) PrepareStatements(ctx context.Context) error {
+	if s.writerStmts == nil {
+		return nil
+	}
+	if err := s.writerStmts.prepareAll(ctx); err != nil {
+		return s.fail(err, "prepare statements")
+	}
+	return nil
 }
 
 type tx struct {
@@ -42,7 +66,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 	}
 	// Rolls back when fn fails or panics; after Commit it does nothing.
 	defer sqlTx.Rollback()
-	if err := fn(&tx{Queries: NewQueries(s.dialect, sqlTx), tx: sqlTx}); err != nil {
+	q := NewQueries(s.dialect, sqlTx)
+	q.prep, q.tx = s.writerStmts, sqlTx
+	if err := fn(&tx{Queries: q, tx: sqlTx}); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
@@ -68,6 +94,11 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func (s *Store) Close() error {
+	for _, p := range []*prepared{s.readerStmts, s.writerStmts} {
+		if p != nil {
+			p.close()
+		}
+	}
 	var errs []error
 	if s.reader != s.writer {
 		errs = append(errs, s.reader.Close())
