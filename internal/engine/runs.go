@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -183,4 +184,29 @@ func (e *Engine) Responders(ctx context.Context, versionID string) ([]string, er
 		}
 	}
 	return ids, nil
+}
+
+// createRun inserts a run and advances it in the same transaction: its
+// leading pure steps run at once and its first effects are enqueued, so a
+// run of pure steps needs no job at all. Either all of it commits or none.
+func (e *Engine) createRun(ctx context.Context, tx store.Tx, wf store.Workflow, versionID string, input any, trigger string) (store.Run, error) {
+	plan, err := e.planByVersionID(ctx, tx, versionID)
+	if err != nil {
+		return store.Run{}, err
+	}
+	data, err := json.Marshal(input)
+	if err != nil {
+		return store.Run{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	now := e.now().UTC()
+	run := store.Run{ID: store.NewID("run"), ProjectID: wf.ProjectID, WorkflowID: wf.ID, VersionID: versionID, Status: store.RunPending,
+		Trigger: trigger, Input: data, CreatedAt: now, UpdatedAt: now}
+	if err := tx.CreateRun(ctx, run); err != nil {
+		return store.Run{}, err
+	}
+	st := &runState{run: run, plan: plan, steps: map[string]*store.Step{}, input: input, outputs: map[string]any{}, dirty: map[string]bool{}}
+	if err := e.advance(ctx, tx, st); err != nil {
+		return store.Run{}, err
+	}
+	return st.run, nil
 }
