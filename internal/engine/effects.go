@@ -101,7 +101,7 @@ func (e *Engine) executeEffect(ctx context.Context, job *river.Job[StepArgs]) er
 	}
 	e.changed(args.RunID)
 
-	res, execErr := runGuarded(ctx, exec, call, timeout)
+	res, execErr := e.runGuarded(ctx, exec, call, timeout)
 	if ctx.Err() != nil {
 		// Shutting down: leave the attempt open; it runs again with the same
 		// idempotency key after restart.
@@ -114,12 +114,16 @@ func (e *Engine) executeEffect(ctx context.Context, job *river.Job[StepArgs]) er
 	})
 }
 
-func runGuarded(ctx context.Context, exec nodes.Executor, call *nodes.Call, timeout time.Duration) (res nodes.Result, err error) {
+// runGuarded runs one attempt under the step's timeout. A panicking node
+// fails its step, not the process; the stack goes to the log, not into the
+// run's record.
+func (e *Engine) runGuarded(ctx context.Context, exec nodes.Executor, call *nodes.Call, timeout time.Duration) (res nodes.Result, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {
 		if p := recover(); p != nil {
-			err = nodes.Permanent(fmt.Errorf("node %s panicked: %v\n%s", call.Step.Uses, p, debug.Stack()))
+			e.log.Error("node panicked", "node", call.Step.Uses, "step", call.Step.ID, "stack", string(debug.Stack()))
+			err = nodes.Permanent(fmt.Errorf("node %s failed unexpectedly (a bug in Moat; see the server log)", call.Step.Uses))
 		}
 	}()
 	res, err = exec.Execute(ctx, call)

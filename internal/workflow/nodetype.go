@@ -10,6 +10,12 @@ type NodeType interface {
 	Schema() map[string]any
 }
 
+// Connectors is implemented by a NodeTypes that also knows the configured
+// connectors a step may name.
+type Connectors interface {
+	HasConnector(name string) bool
+}
+
 // NodeTypes looks node types up by name.
 type NodeTypes interface {
 	Lookup(name string) (NodeType, bool)

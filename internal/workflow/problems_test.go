@@ -79,6 +79,8 @@ func TestProblems(t *testing.T) {
 			[]wantProblem{{7, 13, "retry.maxAttempts must be between 1 and 20"}, {7, 30, "retry.backoff must not be negative"}, {7, 44, "retry.multiplier must be between 1 and 10"}}},
 		{"timeout too long", hdr + "steps:\n  - id: a\n    uses: transform\n    timeout: 2d\n  - id: b\n    uses: approval\n    timeout: 30d\n",
 			[]wantProblem{{7, 5, "timeout must be at most 1h (it is 48h)"}, {10, 5, "an approval step has no step timeout"}}},
+		{"unknown connector", hdr + "steps:\n  - id: a\n    uses: transform\n    connector: nowhere\n",
+			[]wantProblem{{7, 5, `unknown connector "nowhere": no connector of that name is configured`}}},
 		{"invalid duration", hdr + "steps:\n  - id: a\n    uses: transform\n    timeout: 2x\n",
 			[]wantProblem{{7, 5, `timeout: invalid duration "2x"`}}},
 		{"unknown need", hdr + "steps:\n  - id: a\n    uses: transform\n  - id: b\n    uses: transform\n    needs: [a, c]\n",

@@ -184,6 +184,8 @@ func (cc *compiler) steps() bool {
 		}
 		if s.Connector != "" && !nameRE.MatchString(s.Connector) {
 			cc.c.add(ptr+"/connector", "connector %q must be a name of lowercase letters, digits and '-'", truncate(s.Connector, 70))
+		} else if s.Connector != "" && !hasConnector(cc.nodes, s.Connector) {
+			cc.c.add(ptr+"/connector", "unknown connector %q: no connector of that name is configured", s.Connector)
 		}
 		if r := s.Retry; r != nil {
 			if r.MaxAttempts < 1 || r.MaxAttempts > maxRetryAttempts {
@@ -210,6 +212,14 @@ func (cc *compiler) steps() bool {
 		}
 	}
 	return true
+}
+
+// hasConnector asks the node types whether a connector exists; without a
+// Connectors implementation there are none, so a step cannot name one and
+// have it silently ignored.
+func hasConnector(nodes NodeTypes, name string) bool {
+	c, ok := nodes.(Connectors)
+	return ok && c.HasConnector(name)
 }
 
 func waits(nt NodeType) bool {
