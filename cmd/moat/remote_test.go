@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/app"
-	"github.com/moatproject/moat/internal/client"
 	"github.com/moatproject/moat/internal/config"
 )
 
@@ -75,15 +73,20 @@ steps:
 		t.Fatalf("broken apply: code %d\n%s", code, errOut)
 	}
 
-	c := client.New(srv.URL, token)
+	runID := regexp.MustCompile(`run_[a-z0-9]+`)
 	start := func(name string) string {
-		var run struct{ ID string }
-		if _, err := c.Do(ctx, http.MethodPost, "/api/v1/projects/demo/workflows/"+name+"/runs", nil, map[string]any{}, &run); err != nil {
-			t.Fatal(err)
+		out, errOut, code := moat(t, "runs", "start", name, "--project", "demo", "--input", "{}")
+		id := runID.FindString(out)
+		if code != 0 || id == "" {
+			t.Fatalf("runs start %s: code %d\n%s%s", name, code, out, errOut)
 		}
-		return run.ID
+		return id
 	}
 	asked, slept := start("ask"), start("sleep")
+	_, errOut, code = moat(t, "runs", "start", "ask", "--project", "demo", "--input", "[1]")
+	if code != 1 || !strings.Contains(errOut, "422") {
+		t.Fatalf("start with a bad input: code %d %s", code, errOut)
+	}
 
 	out, _, code = moat(t, "tasks", "list", "--project", "demo")
 	taskID := regexp.MustCompile(`task_[a-z0-9]+`).FindString(out)

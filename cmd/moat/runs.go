@@ -19,7 +19,7 @@ func printJSON(cmd *cobra.Command, v any) error {
 }
 
 func newRunsCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "runs", Short: "List, inspect and cancel runs on a server"}
+	cmd := &cobra.Command{Use: "runs", Short: "Start, list, inspect and cancel runs on a server"}
 
 	var r remote
 	var project, workflowName, status, cursor, output string
@@ -137,7 +137,52 @@ func newRunsCmd() *cobra.Command {
 	}
 	rc.bind(cancel)
 
-	cmd.AddCommand(list, get, cancel)
+	var rs remote
+	var startProject, startInput, startWait string
+	var startVersion int
+	start := &cobra.Command{
+		Use:   "start WORKFLOW",
+		Short: "Start a run of a workflow on the server and show it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := rs.client()
+			if err != nil {
+				return err
+			}
+			body := map[string]any{}
+			if startInput != "" {
+				in, err := readInput(startInput)
+				if err != nil {
+					return err
+				}
+				body["input"] = in
+			}
+			if startVersion > 0 {
+				body["version"] = startVersion
+			}
+			q := url.Values{}
+			if startWait != "" {
+				q.Set("wait", startWait)
+			}
+			var run runView
+			path := "/api/v1/projects/" + url.PathEscape(startProject) + "/workflows/" + url.PathEscape(args[0]) + "/runs"
+			if _, err := c.Do(cmd.Context(), http.MethodPost, path, q, body, &run); err != nil {
+				return err
+			}
+			printTimeline(cmd, run)
+			if run.Status == "failed" || run.Status == "cancelled" {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	start.Flags().StringVar(&startProject, "project", "default", "the workflow's project")
+	start.Flags().StringVar(&startInput, "input", "", "run input: a JSON value, or @file to read it from a file")
+	start.Flags().IntVar(&startVersion, "version", 0, "version number to run; the latest when absent")
+	start.Flags().StringVar(&startWait, "wait", "", "wait up to this long (at most 1m) for the run to finish")
+	rs.bind(start)
+
+	cmd.AddCommand(list, get, start, cancel)
 	return cmd
 }
 
