@@ -73,12 +73,30 @@ func (l *effectLedger) count() int {
 type server struct {
 	cmd  *exec.Cmd
 	addr string
-	logs *bytes.Buffer
+	logs *syncBuffer
 }
 
-func startServer(t *testing.T, bin, dataDir, addr string) *server {
+// syncBuffer collects a process's output; exec copies into it from its own
+// goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startServer(t *testing.T, bin, dataDir, addr string, logs *syncBuffer) *server {
 	t.Helper()
-	logs := &bytes.Buffer{}
 	cmd := exec.Command(bin, "serve", "--addr", addr, "--data-dir", dataDir, "--allow-private-egress", "--log-format", "json")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -129,7 +147,9 @@ func TestCrashLosesNothingAndRepeatsNothing(t *testing.T) {
 
 	dataDir := t.TempDir()
 	addr := freeAddr(t)
-	srv := startServer(t, bin, dataDir, addr)
+	// Every server's output, across the kills, to check for the canary.
+	logs := &syncBuffer{}
+	srv := startServer(t, bin, dataDir, addr, logs)
 	defer func() { srv.cmd.Process.Kill(); srv.cmd.Wait() }()
 	token, err := os.ReadFile(filepath.Join(dataDir, "bootstrap.token"))
 	if err != nil {
@@ -173,7 +193,7 @@ steps:
 				return
 			}
 			var run struct{ ID string }
-			status, err := c.Do(ctx, http.MethodPost, "/api/v1/projects/default/workflows/crashy/runs", nil, map[string]any{}, &run)
+			status, err := c.Do(ctx, http.MethodPost, "/api/v1/projects/default/workflows/crashy/runs", nil, map[string]any{"input": map[string]any{"card": payloadCanary}}, &run)
 			if err != nil || status != http.StatusAccepted {
 				time.Sleep(20 * time.Millisecond)
 				continue
@@ -198,7 +218,7 @@ steps:
 		mu.Lock()
 		t.Logf("killed the server after %d effects, with %d runs accepted", ledger.count(), len(accepted))
 		mu.Unlock()
-		srv = startServer(t, bin, dataDir, addr)
+		srv = startServer(t, bin, dataDir, addr, logs)
 	}
 	<-posted
 	if len(accepted) != runs {
@@ -252,4 +272,10 @@ steps:
 		}
 	}
 	t.Logf("%d requests were repeats of an interrupted attempt with the same key (the receiver dropped them)", repeats)
+	if strings.Contains(logs.String(), payloadCanary) {
+		t.Error("a run's input appeared in the server's log")
+	}
 }
+
+// payloadCanary is planted in every run's input; logs must never show it.
+const payloadCanary = "4111-1111-CANARY-7c1e"
