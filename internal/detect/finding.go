@@ -1,0 +1,143 @@
+// Package detect finds personal data, secrets and prompt-injection attempts
+// in text: pure functions, no I/O, no dependencies on the rest of Moat.
+//
+// Detectors look only where something can be: one pass over the text finds
+// cheap anchors (an '@', a run of digits, a known key prefix …) and only
+// then runs the exact pattern, the validator (checksums, ranges) and the
+// context check on a small window around each. A candidate that fails its
+// validator is not a finding.
+package detect
+
+import (
+	"cmp"
+	"slices"
+	"unicode/utf8"
+)
+
+// MinScore is the score below which Scan drops a candidate.
+const MinScore = 0.5
+
+// Finding is something a detector saw. Start and End are offsets in
+// Unicode code points, End exclusive.
+type Finding struct {
+	Type    string   `json:"type"`
+	Start   int      `json:"start"`
+	End     int      `json:"end"`
+	Score   float64  `json:"score"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// span is a candidate as scanners report it: byte offsets into the text.
+type span struct {
+	Type       string
+	Start, End int
+	Score      float64
+	Reasons    []string
+}
+
+// scanner reports the candidates of one family of types.
+type scanner func(text string, emit func(span))
+
+// scanners are the families Scan runs, registered by each family's file.
+var scanners []scanner
+
+func register(s scanner) { scanners = append(scanners, s) }
+
+// Scan returns the PII and secret findings in text, sorted by start and not
+// overlapping: where candidates overlap, the higher score wins, then the
+// longer span.
+func Scan(text string) []Finding {
+	var spans []span
+	emit := func(s span) {
+		if s.Score >= MinScore && s.Start < s.End && s.End <= len(text) {
+			spans = append(spans, s)
+		}
+	}
+	for _, sc := range scanners {
+		sc(text, emit)
+	}
+	return toFindings(text, resolveOverlaps(spans))
+}
+
+// resolveOverlaps keeps, among overlapping spans, the best one: spans are
+// taken by score (then length, then start) and kept unless they overlap one
+// already kept. Only spans of one cluster (a run of spans linked by
+// overlaps) can affect each other, so the choice is made per cluster, and
+// the usual cluster of one span costs nothing.
+func resolveOverlaps(spans []span) []span {
+	if len(spans) < 2 {
+		return spans
+	}
+	slices.SortStableFunc(spans, func(a, b span) int {
+		if c := cmp.Compare(a.Start, b.Start); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.End, b.End)
+	})
+	better := func(a, b span) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.End-b.Start, a.End-a.Start); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Start, b.Start)
+	}
+	kept := make([]span, 0, len(spans))
+	var cluster []span
+	for i := 0; i < len(spans); {
+		j, end := i+1, spans[i].End
+		for j < len(spans) && spans[j].Start < end {
+			end = max(end, spans[j].End)
+			j++
+		}
+		if j == i+1 {
+			kept = append(kept, spans[i])
+			i = j
+			continue
+		}
+		cluster = append(cluster[:0], spans[i:j]...)
+		slices.SortStableFunc(cluster, better)
+		first := len(kept)
+		for _, s := range cluster {
+			overlaps := false
+			for _, k := range kept[first:] {
+				if s.Start < k.End && k.Start < s.End {
+					overlaps = true
+					break
+				}
+			}
+			if !overlaps {
+				kept = append(kept, s)
+			}
+		}
+		slices.SortFunc(kept[first:], func(a, b span) int { return cmp.Compare(a.Start, b.Start) })
+		i = j
+	}
+	return kept
+}
+
+// toFindings converts byte offsets to code points in one pass over the text.
+func toFindings(text string, spans []span) []Finding {
+	out := make([]Finding, len(spans))
+	// Offsets to convert, in ascending order, with where each goes.
+	type ref struct {
+		offset int
+		dst    *int
+	}
+	refs := make([]ref, 0, 2*len(spans))
+	for i, s := range spans {
+		out[i] = Finding{Type: s.Type, Score: s.Score, Reasons: s.Reasons}
+		refs = append(refs, ref{s.Start, &out[i].Start}, ref{s.End, &out[i].End})
+	}
+	slices.SortFunc(refs, func(a, b ref) int { return cmp.Compare(a.offset, b.offset) })
+	bytePos, runes := 0, 0
+	for _, r := range refs {
+		if r.offset > bytePos {
+			runes += utf8.RuneCountInString(text[bytePos:r.offset])
+			bytePos = r.offset
+		}
+		*r.dst = runes
+	}
+	return out
+}

@@ -1,0 +1,508 @@
+package detect
+
+import (
+	"cmp"
+	"encoding/base64"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// InjectionThreshold is the score at which Injection reports an attempt.
+// Chosen by measurement on the public development sets (see
+// TestInjectionEvaluation): it keeps the false-positive rate on benign
+// e-mails at zero while a single strong signal (an instruction override, a
+// jailbreak template, a forged role header) is enough on its own.
+const InjectionThreshold = 0.5
+
+// InjectionResult is the verdict on one text.
+type InjectionResult struct {
+	Injection bool      `json:"injection"`
+	Score     float64   `json:"score"`
+	Reasons   []string  `json:"reasons,omitempty"`
+	Findings  []Finding `json:"findings,omitempty"`
+}
+
+// maxInjectionFindings bounds the findings one text can produce.
+const maxInjectionFindings = 64
+
+// Injection scores text as a prompt-injection attempt. The text is
+// normalised first (see normalize); signals are matched on the normalised
+// text, each with a weight and a reason, and combined as 1 − Π(1 − wᵢ) over
+// distinct reasons. Findings carry code-point offsets into text.
+func Injection(text string) InjectionResult {
+	n := normalize(text)
+	var hits []injHit
+	collectSignals(n, text, &hits, 0)
+	return buildResult(text, hits)
+}
+
+// injHit is one matched signal: a reason, its weight and an original byte span.
+type injHit struct {
+	reason     string
+	weight     float64
+	start, end int
+}
+
+func buildResult(text string, hits []injHit) InjectionResult {
+	var res InjectionResult
+	best := map[string]float64{}
+	for _, h := range hits {
+		if h.weight > best[h.reason] {
+			best[h.reason] = h.weight
+		}
+	}
+	reasons := make([]string, 0, len(best))
+	for r := range best {
+		reasons = append(reasons, r)
+	}
+	// Strongest first; ties by name, so the result is deterministic.
+	slices.SortFunc(reasons, func(a, b string) int {
+		if c := cmp.Compare(best[b], best[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	keep := 1.0
+	for _, r := range reasons {
+		keep *= 1 - best[r]
+	}
+	res.Score = 1 - keep
+	res.Reasons = reasons
+	res.Injection = res.Score >= InjectionThreshold
+	var spans []span
+	seen := map[injHit]bool{}
+	for _, h := range hits {
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		if h.start < h.end && h.end <= len(text) && len(spans) < maxInjectionFindings {
+			spans = append(spans, span{Type: "injection", Start: h.start, End: h.end, Score: h.weight, Reasons: []string{h.reason}})
+		}
+	}
+	slices.SortStableFunc(spans, func(a, b span) int {
+		if c := cmp.Compare(a.Start, b.Start); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.End, b.End)
+	})
+	if len(spans) > 0 {
+		res.Findings = toFindings(text, spans)
+	}
+	return res
+}
+
+// collectSignals appends the signals found in n (whose original is orig).
+// depth counts decoding levels, so encoded payloads are unwrapped once.
+func collectSignals(n *normalized, orig string, hits *[]injHit, depth int) {
+	toks := injTokenize(n.text)
+	add := func(reason string, w float64, a, b int) {
+		s, e := n.origSpan(a, b)
+		*hits = append(*hits, injHit{reason, w, s, e})
+	}
+	// Phrase patterns over words.
+	for i := range toks {
+		for _, p := range phraseIndex[toks[i].w] {
+			if e := p.match(toks, i); e > i {
+				a, b := toks[i].a, toks[e-1].b
+				add(p.reason, p.weight, a, b)
+				if n.hasLeet(a, b) {
+					add("leetspeak obfuscation", 0.35, a, b)
+				}
+				if depth == 0 {
+					s, e := n.origSpan(a, b)
+					obfuscation(orig[s:e], hits, s, e)
+				}
+			}
+		}
+	}
+	delimiters(n, add)
+	if depth == 0 {
+		invisibles(n, orig, hits)
+		markdownExfil(orig, hits)
+		encodedPayloads(orig, hits)
+	}
+}
+
+// obfuscation notes look-alike letters and invisible characters inside a
+// matched phrase: people do not hide ordinary words.
+func obfuscation(s string, hits *[]injHit, start, end int) {
+	for _, r := range s {
+		if r < utf8.RuneSelf {
+			continue
+		}
+		if isInvisible(r) || isBidi(r) {
+			*hits = append(*hits, injHit{"invisible characters inside keywords", 0.5, start, end})
+			return
+		}
+		if _, ok := confusables[r]; ok {
+			*hits = append(*hits, injHit{"look-alike letters inside keywords", 0.4, start, end})
+			return
+		}
+	}
+}
+
+// invisibles reports bidirectional controls, tag characters and
+// zero-width characters found while normalising.
+func invisibles(n *normalized, orig string, hits *[]injHit) {
+	if n.bidi == 0 && n.tags == 0 && n.invisible == 0 {
+		return
+	}
+	first := func(pred func(rune) bool) (int, int) {
+		for i, r := range orig {
+			if pred(r) {
+				return i, i + utf8.RuneLen(r)
+			}
+		}
+		return 0, 0
+	}
+	if n.bidi > 0 {
+		s, e := first(isBidi)
+		*hits = append(*hits, injHit{"bidirectional control characters", 0.5, s, e})
+	}
+	if n.tags > 0 {
+		s, e := first(func(r rune) bool { return r >= 0xE0020 && r <= 0xE007E })
+		*hits = append(*hits, injHit{"hidden tag characters", 0.8, s, e})
+		if len(n.tagText) >= 4 {
+			var inner []injHit
+			collectSignals(normalize(n.tagText), n.tagText, &inner, 1)
+			if len(inner) > 0 {
+				*hits = append(*hits, injHit{"instructions hidden in tag characters", 0.9, s, e})
+			}
+		}
+	}
+	if n.invisible > 0 {
+		w := 0.15
+		if n.invisible >= 8 {
+			w = 0.3
+		}
+		s, e := first(isInvisible)
+		*hits = append(*hits, injHit{"invisible format characters", w, s, e})
+	}
+}
+
+// injToken is a word of the normalised text, or "<url>" / "<email>" for an
+// address, with its byte range in the normalised text.
+type injToken struct {
+	w    string
+	a, b int
+}
+
+// injTokenize splits normalised text into lower-case words. Apostrophes inside
+// words are dropped ("don't" → "dont"); URLs and e-mail addresses become
+// one injToken each.
+func injTokenize(s string) []injToken {
+	toks := make([]injToken, 0, len(s)/5+1)
+	for i := 0; i < len(s); {
+		if s[i] == ' ' || s[i] == '\n' {
+			i++
+			continue
+		}
+		e := i
+		for e < len(s) && s[e] != ' ' && s[e] != '\n' {
+			e++
+		}
+		chunk := s[i:e]
+		if isAddressChunk(chunk) {
+			w := "<url>"
+			if !strings.Contains(chunk, "://") && !strings.HasPrefix(chunk, "www.") {
+				w = "<email>"
+			}
+			toks = append(toks, injToken{w, i, e})
+			i = e
+			continue
+		}
+		for j := i; j < e; {
+			if !injWordByte(s[j]) {
+				j++
+				continue
+			}
+			k := j
+			for k < e && (injWordByte(s[k]) || s[k] == '\'' && k+1 < e && injWordByte(s[k+1]) && k > j) {
+				k++
+			}
+			sb := s[j:k]
+			toks = appendWord(toks, string(sb), j, k)
+			j = k
+		}
+		i = e
+	}
+	return toks
+}
+
+// appendWord appends w, expanding English contractions so that phrases
+// need only the long forms: "you're" → "you are", "don't" → "do not",
+// "can't" → "can not", "won't" → "will not", "it's" → "it".
+func appendWord(toks []injToken, w string, a, b int) []injToken {
+	base, suf, ok := strings.Cut(w, "'")
+	if !ok {
+		return append(toks, injToken{w, a, b})
+	}
+	base = strings.ReplaceAll(base, "'", "")
+	suf = strings.ReplaceAll(suf, "'", "")
+	var second string
+	switch suf {
+	case "t":
+		second = "not"
+		switch {
+		case base == "can":
+		case base == "won":
+			base = "will"
+		case strings.HasSuffix(base, "n"):
+			base = base[:len(base)-1]
+		}
+	case "re":
+		second = "are"
+	case "ll":
+		second = "will"
+	case "m":
+		second = "am"
+	case "ve":
+		second = "have"
+	case "d":
+		second = "would"
+	case "s", "":
+	default:
+		base += suf
+	}
+	toks = append(toks, injToken{base, a, b})
+	if second != "" {
+		toks = append(toks, injToken{second, a, b})
+	}
+	return toks
+}
+
+func injWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 0x80
+}
+
+// delimiters finds forged chat-template markers and role headers.
+func delimiters(n *normalized, add func(string, float64, int, int)) {
+	t := n.text
+	for _, m := range chatMarkers {
+		for off := 0; ; {
+			i := strings.Index(t[off:], m)
+			if i < 0 {
+				break
+			}
+			i += off
+			add("forged chat-template delimiter", 0.7, i, i+len(m))
+			off = i + len(m)
+		}
+	}
+	// Role headers at the start of a line: "### system", "system:",
+	// "assistant:", "[system]", "<system>" …
+	for ls := 0; ls < len(t); {
+		le := strings.IndexByte(t[ls:], '\n')
+		if le < 0 {
+			le = len(t)
+		} else {
+			le += ls
+		}
+		line := t[ls:le]
+		if r, w, ok := roleHeader(line); ok {
+			add(r, w, ls, le)
+		}
+		if endMarker(line) {
+			add("fake end-of-content marker", 0.45, ls, le)
+		}
+		ls = le + 1
+	}
+}
+
+var chatMarkers = []string{
+	"<|im_start|>", "<|im_end|>", "<|system|>", "<|user|>", "<|assistant|>",
+	"<|endoftext|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>",
+	"[inst]", "[/inst]", "<<sys>>", "<</sys>>", "<start_of_turn>", "<end_of_turn>",
+	"</system>", "<system>", "</user>", "</assistant>", "</instructions>",
+	"</context>", "</document>", "</email>", "</data>", "</untrusted>",
+}
+
+var roleWords = map[string]float64{
+	"system": 0.6, "assistant": 0.55, "user": 0.45, "human": 0.45, "ai": 0.35,
+	"instruction": 0.55, "instructions": 0.55, "new instructions": 0.7,
+	"system prompt": 0.7, "system message": 0.7, "system override": 0.8,
+	"developer": 0.5, "admin": 0.4, "administrator": 0.4, "response": 0.35,
+}
+
+// roleHeader recognises a line that is only a role name dressed as a
+// header: "### System", "System:", "[ASSISTANT]", "<user>", "**system**:".
+// "### System requirements" is a heading about systems, not a role.
+func roleHeader(line string) (string, float64, bool) {
+	s := strings.TrimSpace(line)
+	hashes := false
+	for len(s) > 0 && strings.IndexByte("#*=-_[<({>|", s[0]) >= 0 {
+		if s[0] == '#' || s[0] == '[' || s[0] == '<' || s[0] == '=' {
+			hashes = true
+		}
+		s = s[1:]
+	}
+	s = strings.TrimSpace(s)
+	// The role word ends at ':' or at a closing bracket, or the line ends.
+	end := strings.IndexAny(s, ":]>)*|=#")
+	colon := false
+	rest := ""
+	if end >= 0 {
+		colon = s[end] == ':'
+		rest = strings.TrimSpace(s[end+1:])
+		if colon && strings.HasPrefix(rest, "//") {
+			return "", 0, false // "system://" is a URL
+		}
+		s = strings.TrimSpace(s[:end])
+	}
+	w, ok := roleWords[s]
+	if !ok {
+		return "", 0, false
+	}
+	switch {
+	case hashes && (end < 0 || rest == "" || colon):
+		return "forged role header", w, true
+	case colon && end >= 0:
+		// "assistant: …" at the start of a line, as in a chat transcript.
+		return "forged role header", w * 0.9, true
+	}
+	return "", 0, false
+}
+
+// endMarker recognises "END OF DOCUMENT", "--- end of email ---" and kin.
+func endMarker(line string) bool {
+	s := strings.Trim(line, " -=#*[]<>()_.:|")
+	rest, ok := strings.CutPrefix(s, "end of ")
+	if !ok {
+		return false
+	}
+	rest = strings.TrimPrefix(rest, "the ")
+	switch rest {
+	case "document", "email", "e-mail", "context", "input", "text", "data", "message",
+		"prompt", "instructions", "user input", "content", "conversation", "file", "page":
+		return true
+	}
+	return false
+}
+
+// markdownExfil finds markdown images whose URL carries a query string: a
+// rendered image is a request, and the query can carry the conversation.
+func markdownExfil(orig string, hits *[]injHit) {
+	for off := 0; ; {
+		i := strings.Index(orig[off:], "![")
+		if i < 0 {
+			return
+		}
+		i += off
+		off = i + 2
+		j := strings.Index(orig[off:min(len(orig), off+300)], "](")
+		if j < 0 {
+			continue
+		}
+		u := off + j + 2
+		k := strings.IndexAny(orig[u:min(len(orig), u+2048)], ") \n")
+		if k < 0 {
+			continue
+		}
+		url := orig[u : u+k]
+		if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "//") {
+			continue
+		}
+		q := strings.IndexByte(url, '?')
+		if q < 0 || !strings.Contains(url[q:], "=") {
+			continue
+		}
+		w := 0.6
+		if strings.ContainsAny(url[q:], "{}[]$<>") || strings.Contains(url[q:], "%7B") || strings.Contains(url[q:], "%5B") {
+			w = 0.85
+		}
+		*hits = append(*hits, injHit{"markdown image with data in its URL", w, i, u + k + 1})
+	}
+}
+
+// encodedPayloads decodes base64 and hex blobs and looks for instructions
+// inside. Binary (an image, a digest) decodes to nothing readable.
+func encodedPayloads(orig string, hits *[]injHit) {
+	for i := 0; i < len(orig); {
+		if !b64Byte(orig[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(orig) && (b64Byte(orig[j]) || orig[j] == '=') {
+			j++
+		}
+		if j-i >= 24 && (i == 0 || !b64Byte(orig[i-1])) {
+			blob := orig[i:j]
+			if dec, kind, ok := decodeBlob(blob); ok {
+				var inner []injHit
+				collectSignals(normalize(dec), dec, &inner, 1)
+				w := 0.0
+				for _, h := range inner {
+					w = max(w, h.weight)
+				}
+				if w >= 0.45 {
+					*hits = append(*hits, injHit{kind + "-encoded instructions", 0.9, i, j})
+				} else {
+					*hits = append(*hits, injHit{kind + "-encoded text", 0.2, i, j})
+				}
+			}
+		}
+		i = j
+	}
+}
+
+func b64Byte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+}
+
+// decodeBlob decodes hex or base64 (standard or URL alphabet, padded or
+// not) and keeps the result only when it reads as text.
+func decodeBlob(s string) (string, string, bool) {
+	if len(s) > 1<<16 {
+		return "", "", false
+	}
+	if len(s)%2 == 0 && hexOnly(s) {
+		b, err := hex.DecodeString(s)
+		if err == nil && readableText(b) {
+			return string(b), "hex", true
+		}
+		return "", "", false
+	}
+	t := strings.TrimRight(s, "=")
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+		b, err := enc.DecodeString(t)
+		if err == nil && readableText(b) {
+			return string(b), "base64", true
+		}
+	}
+	return "", "", false
+}
+
+func hexOnly(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// readable: valid UTF-8, almost all printable, with spaces between words.
+func readableText(b []byte) bool {
+	if len(b) < 8 || !utf8.Valid(b) {
+		return false
+	}
+	printable, spaces := 0, 0
+	for _, r := range string(b) {
+		switch {
+		case r == ' ':
+			spaces++
+			printable++
+		case r == '\n' || r == '\t' || r == '\r':
+			printable++
+		case r >= 0x20 && r != 0x7f && r != utf8.RuneError:
+			printable++
+		}
+	}
+	n := utf8.RuneCount(b)
+	return printable*100 >= n*95 && spaces >= 1
+}

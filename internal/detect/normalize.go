@@ -1,0 +1,347 @@
+package detect
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// normalized is text folded for matching: NFKC, diacritics dropped,
+// invisible format characters removed, confusable look-alikes mapped to
+// Latin, lower case, leetspeak undone inside words that mix letters and
+// leet characters, and whitespace runs collapsed to one space (or one
+// newline when the run held a line break, so that line starts survive).
+//
+// Every byte of text comes from one rune of the original; start and end
+// hold that rune's byte range, so a span of text maps back to the original.
+type normalized struct {
+	text       string
+	start, end []int32 // per byte of text: the source rune's original byte range
+	leet       []bool  // per byte of text: produced by undoing leetspeak
+
+	invisible int    // zero-width and other invisible format characters removed
+	bidi      int    // bidirectional embedding, override and isolate controls
+	tags      int    // tag characters (U+E0000 block) outside emoji flag sequences
+	tagText   string // the ASCII the tag characters spelled
+	confused  int    // look-alike letters mapped to Latin
+	leetWords int    // words in which leetspeak was undone
+}
+
+// origSpan maps the normalised byte range [a, b) back to original bytes.
+func (n *normalized) origSpan(a, b int) (int, int) {
+	if b <= a || a >= len(n.text) {
+		return 0, 0
+	}
+	if b > len(n.text) {
+		b = len(n.text)
+	}
+	return int(n.start[a]), int(n.end[b-1])
+}
+
+// hasLeet reports whether any byte of [a, b) was produced by undoing leetspeak.
+func (n *normalized) hasLeet(a, b int) bool {
+	if n.leetWords == 0 {
+		return false
+	}
+	for i := a; i < b && i < len(n.leet); i++ {
+		if n.leet[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// confusables maps Cyrillic, Greek and other letters that look like Latin
+// ones (after lower-casing) to the Latin letter.
+var confusables = map[rune]rune{
+	// Cyrillic
+	'а': 'a', 'в': 'b', 'е': 'e', 'ё': 'e', 'к': 'k', 'м': 'm', 'н': 'h', 'о': 'o',
+	'р': 'p', 'с': 'c', 'т': 't', 'у': 'y', 'х': 'x', 'ѕ': 's', 'і': 'i', 'ї': 'i',
+	'ј': 'j', 'һ': 'h', 'ԁ': 'd', 'ԛ': 'q', 'ԝ': 'w', 'ɡ': 'g', 'ո': 'n', 'ս': 'u',
+	'ӏ': 'l', 'ү': 'y', 'ҽ': 'e', 'ԍ': 'g', 'ь': 'b',
+	// Greek
+	'α': 'a', 'β': 'b', 'γ': 'y', 'ε': 'e', 'η': 'n', 'ι': 'i', 'κ': 'k', 'ν': 'v',
+	'ο': 'o', 'ρ': 'p', 'τ': 't', 'υ': 'u', 'χ': 'x', 'ω': 'w', 'ϲ': 'c', 'ϳ': 'j',
+	'ς': 'c', 'μ': 'u',
+	// Latin extensions and IPA
+	'ı': 'i', 'ɩ': 'i', 'ʟ': 'l', 'ɪ': 'i', 'ʀ': 'r', 'ɴ': 'n', 'ᴀ': 'a', 'ᴇ': 'e',
+	'ᴏ': 'o', 'ᴜ': 'u', 'ꜱ': 's', 'ʏ': 'y', 'ᴛ': 't', 'ᴍ': 'm', 'ᴋ': 'k', 'ʜ': 'h',
+	'ɢ': 'g', 'ᴅ': 'd', 'ᴄ': 'c', 'ᴘ': 'p', 'ᴡ': 'w', 'ᴠ': 'v', 'ᴢ': 'z', 'ʙ': 'b',
+	'ꞯ': 'q', 'ғ': 'f', 'ſ': 's',
+}
+
+// leet maps leetspeak characters to the letter they usually stand for.
+var leetMap = [128]byte{
+	'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '8': 'b',
+	'@': 'a', '$': 's', '!': 'i', '|': 'l', '+': 't',
+}
+
+// isInvisible reports format characters that render as nothing: zero-width
+// spaces and joiners, word joiners, soft hyphens, BOMs, variation
+// selectors and the like.
+func isInvisible(r rune) bool {
+	switch {
+	case r == 0x00AD, r == 0x034F, r == 0x061C, r == 0x115F, r == 0x1160,
+		r == 0x17B4, r == 0x17B5, r == 0x180E, r == 0x3164, r == 0xFEFF, r == 0xFFA0:
+		return true
+	case r >= 0x200B && r <= 0x200F, r >= 0x2060 && r <= 0x2064, r >= 0x206A && r <= 0x206F:
+		return true
+	case r >= 0xFE00 && r <= 0xFE0F, r >= 0xE0100 && r <= 0xE01EF:
+		return true
+	case r >= 0x180B && r <= 0x180D:
+		return true
+	}
+	return false
+}
+
+// isBidi reports bidirectional embedding, override and isolate controls.
+func isBidi(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+}
+
+// normalize folds text for matching; see normalized.
+func normalize(text string) *normalized {
+	n := &normalized{}
+	buf := make([]byte, 0, len(text))
+	start := make([]int32, 0, len(text))
+	end := make([]int32, 0, len(text))
+	put := func(s string, from, to int) {
+		buf = append(buf, s...)
+		for range len(s) {
+			start = append(start, int32(from))
+			end = append(end, int32(to))
+		}
+	}
+	var tags []byte
+	space := byte(0) // pending whitespace: 0, ' ' or '\n'
+	spaceFrom, spaceTo := 0, 0
+	flushSpace := func() {
+		if space != 0 {
+			if len(buf) > 0 {
+				put(string(space), spaceFrom, spaceTo)
+			}
+			space = 0
+		}
+	}
+	var prev rune
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c < utf8.RuneSelf {
+			if asciiSpace(c) {
+				if space == 0 {
+					spaceFrom = i
+					space = ' '
+				}
+				if c == '\n' {
+					space = '\n'
+				}
+				spaceTo = i + 1
+				i++
+				prev = rune(c)
+				continue
+			}
+			flushSpace()
+			// A run of printable ASCII: lower-cased, one byte per byte.
+			j := i
+			for j < len(text) && text[j] < utf8.RuneSelf && !asciiSpace(text[j]) {
+				c := text[j]
+				if c >= 'A' && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				buf = append(buf, c)
+				start = append(start, int32(j))
+				end = append(end, int32(j+1))
+				j++
+			}
+			prev = rune(text[j-1])
+			i = j
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(text[i:])
+		j := i + size
+		switch {
+		case r >= 0xE0000 && r <= 0xE007F:
+			if prev != 0x1F3F4 && !(prev >= 0xE0000 && prev <= 0xE007F) || len(tags) > 0 {
+				if r >= 0xE0020 && r <= 0xE007E {
+					tags = append(tags, byte(r-0xE0000))
+					n.tags++
+				}
+			}
+		case isBidi(r):
+			n.bidi++
+		case isInvisible(r):
+			n.invisible++
+		case unicode.IsSpace(r):
+			if space == 0 {
+				spaceFrom = i
+				space = ' '
+			}
+			if r == 0x2028 || r == 0x2029 || r == 0x85 {
+				space = '\n'
+			}
+			spaceTo = j
+		case unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Mn, r) || unicode.Is(unicode.Me, r):
+			// Other format characters and combining marks: dropped.
+			if unicode.Is(unicode.Cf, r) {
+				n.invisible++
+			}
+		default:
+			flushSpace()
+			put(foldRune(r, n), i, j)
+		}
+		if r != 0xFE0F && !isInvisible(r) {
+			prev = r
+		}
+		i = j
+	}
+	n.text = string(buf)
+	n.start, n.end = start, end
+	if len(tags) > 0 {
+		n.tagText = strings.ToLower(string(tags))
+	}
+	n.undoLeet()
+	return n
+}
+
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+// foldRune returns the NFKC form of r, lower-cased, without combining
+// marks, with look-alikes mapped to Latin.
+func foldRune(r rune, n *normalized) string {
+	switch r {
+	case '\u2018', '\u2019', '\u02bc', '\u2032':
+		return "'"
+	case '\u201c', '\u201d', '\u2033':
+		return "\""
+	}
+	if m, ok := confusables[unicode.ToLower(r)]; ok {
+		n.confused++
+		return string(m)
+	}
+	s := norm.NFKD.String(string(r))
+	var out []byte
+	for _, c := range s {
+		if unicode.Is(unicode.Mn, c) {
+			continue
+		}
+		c = unicode.ToLower(c)
+		if m, ok := confusables[c]; ok {
+			n.confused++
+			c = m
+		}
+		if unicode.IsSpace(c) {
+			c = ' '
+		}
+		out = utf8.AppendRune(out, c)
+	}
+	if len(out) == 0 {
+		return "?"
+	}
+	return string(out)
+}
+
+// undoLeet rewrites, in place, words that mix ASCII letters with leet
+// characters ("1gn0r3", "pr3v!0u5") into letters. Words of digits alone
+// (numbers) and words without any leet character are left as they are.
+func (n *normalized) undoLeet() {
+	any := false
+	for i := 0; i < len(n.text); i++ {
+		if c := n.text[i]; c < 128 && leetMap[c] != 0 && (c < '0' || c > '9') || c >= '0' && c <= '9' && i > 0 && n.text[i-1] >= 'a' && n.text[i-1] <= 'z' {
+			any = true
+			break
+		}
+	}
+	if !any {
+		return
+	}
+	t := []byte(n.text)
+	changed := false
+	chunkEnd := -1
+	for i := 0; i < len(t); {
+		if i > chunkEnd {
+			// Leave addresses alone: "a@b.com" and URLs are not leetspeak.
+			e := i
+			for e < len(t) && t[e] != ' ' && t[e] != '\n' {
+				e++
+			}
+			if isAddressChunk(n.text[i:e]) {
+				i = e
+				continue
+			}
+			chunkEnd = e
+		}
+		if !isLeetWordByte(t[i]) {
+			i++
+			continue
+		}
+		j := i
+		letters, leets, digits := 0, 0, 0
+		for j < len(t) && isLeetWordByte(t[j]) {
+			c := t[j]
+			switch {
+			case c >= 'a' && c <= 'z':
+				letters++
+			case leetMap[c] != 0:
+				leets++
+				if c >= '0' && c <= '9' {
+					digits++
+				}
+			case c >= '0' && c <= '9':
+				digits++
+			}
+			j++
+		}
+		// Trailing punctuation is punctuation, not leet: "now!" stays.
+		k := j
+		for k > i && (t[k-1] == '!' || t[k-1] == '|' || t[k-1] == '+' || t[k-1] == '$' || t[k-1] == '@') {
+			k--
+		}
+		for i < k && (t[i] == '!' || t[i] == '|' || t[i] == '+' || t[i] == '@' || t[i] == '$') {
+			i++
+		}
+		if letters >= 2 && leets >= 1 && k-i >= 4 && leets*2 <= k-i+1 {
+			if n.leet == nil {
+				n.leet = make([]bool, len(t))
+			}
+			for p := i; p < k; p++ {
+				if c := t[p]; c < 128 && leetMap[c] != 0 {
+					t[p] = leetMap[c]
+					n.leet[p] = true
+				}
+			}
+			n.leetWords++
+			changed = true
+		}
+		i = j
+	}
+	if changed {
+		n.text = string(t)
+	}
+}
+
+func isLeetWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c < 128 && leetMap[c] != 0
+}
+
+// isAddressChunk reports a URL or an e-mail address.
+func isAddressChunk(s string) bool {
+	mark := false
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ':' || c == '@' || c == '.' {
+			mark = true
+			break
+		}
+	}
+	if !mark {
+		return false
+	}
+	if strings.Contains(s, "://") || strings.HasPrefix(s, "www.") {
+		return true
+	}
+	at := strings.IndexByte(s, '@')
+	return at > 0 && strings.IndexByte(s[at:], '.') > 1
+}
