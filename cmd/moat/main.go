@@ -44,6 +44,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newServeCmd(), newRunCmd(), newValidateCmd(), newApplyCmd(),
 		newRunsCmd(), newTasksCmd(), newSchemaCmd(), newVersionCmd(),
+		newPIICmd(), newGuardCmd(),
 	)
 	return root
 }
