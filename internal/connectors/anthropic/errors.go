@@ -1,0 +1,160 @@
+package anthropic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	sdk "github.com/anthropics/anthropic-sdk-go"
+
+	"github.com/moatproject/moat/internal/connectors"
+)
+
+// Errors name the status, the upstream's error type when it is a plain
+// identifier, and what failed; never the key, the upstream's message (the
+// SDK's own error string carries the whole response body) or any message
+// content.
+
+// errTimeout is the cause of a call cancelled by the connector's timeout.
+var errTimeout = errors.New("timed out")
+
+func rejected(err error) error {
+	return &connectors.UpstreamError{Kind: connectors.ErrRejected, Err: fmt.Errorf("anthropic: %w", err)}
+}
+
+func malformed(op string, err error) error {
+	return &connectors.UpstreamError{Kind: connectors.ErrMalformed, Err: fmt.Errorf("anthropic: %s: %w", op, err)}
+}
+
+var plainCode = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// classify turns an error of the SDK or of the transport into an
+// UpstreamError. parent is the caller's context, call the one bounded by the
+// connector's timeout.
+func classify(parent, call context.Context, op string, err error) error {
+	if perr := parent.Err(); perr != nil {
+		return fmt.Errorf("anthropic: %s: %w", op, perr)
+	}
+	var apiErr *sdk.Error
+	if errors.As(err, &apiErr) {
+		var h http.Header
+		if apiErr.Response != nil {
+			h = apiErr.Response.Header
+		}
+		status := apiErr.StatusCode
+		if status < 400 {
+			// An error event inside a stream that began with 200.
+			return typeError(op, string(apiErr.Type()))
+		}
+		return statusError(op, status, string(apiErr.Type()), h)
+	}
+	if call.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTimeout) {
+		return &connectors.UpstreamError{Kind: connectors.ErrUnavailable, Err: fmt.Errorf("anthropic: %s: %w", op, errTimeout)}
+	}
+	if msg, ok := strings.CutPrefix(err.Error(), "received error while streaming: "); ok {
+		var ev struct {
+			Error struct {
+				Type string `json:"type"`
+			} `json:"error"`
+		}
+		_ = json.Unmarshal([]byte(msg), &ev)
+		return typeError(op, ev.Error.Type)
+	}
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &syntaxErr) || errors.As(err, &typeErr) {
+		return malformed(op, errors.New("answer is not valid JSON"))
+	}
+	var urlErr *url.Error
+	var netErr net.Error
+	if errors.As(err, &urlErr) || errors.As(err, &netErr) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.ErrUnexpectedEOF) {
+		return &connectors.UpstreamError{Kind: connectors.ErrUnavailable, Err: fmt.Errorf("anthropic: %s: %s", op, transportReason(err))}
+	}
+	return malformed(op, errors.New("cannot read the answer"))
+}
+
+// statusError classifies an HTTP error status; 529 (overloaded) is one of
+// the 5xx and so ErrUnavailable.
+func statusError(op string, status int, typ string, h http.Header) error {
+	detail := ""
+	if plainCode.MatchString(typ) {
+		detail = " " + typ
+	}
+	e := &connectors.UpstreamError{Status: status, Err: fmt.Errorf("anthropic: %s: HTTP %d%s", op, status, detail)}
+	switch {
+	case status == http.StatusTooManyRequests:
+		e.Kind = connectors.ErrRateLimited
+		e.RetryAfter = parseRetryAfter(h.Get("Retry-After"), time.Now())
+	case status >= 500, status == http.StatusRequestTimeout:
+		e.Kind = connectors.ErrUnavailable
+	default:
+		e.Kind = connectors.ErrRejected
+	}
+	return e
+}
+
+// typeError classifies an error event in a stream by its type.
+func typeError(op, typ string) error {
+	kind := connectors.ErrUnavailable
+	switch typ {
+	case "rate_limit_error":
+		kind = connectors.ErrRateLimited
+	case "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+		"billing_error", "request_too_large":
+		kind = connectors.ErrRejected
+	}
+	detail := ""
+	if plainCode.MatchString(typ) {
+		detail = " " + typ
+	}
+	return &connectors.UpstreamError{Kind: kind, Err: fmt.Errorf("anthropic: %s: error event in the stream%s", op, detail)}
+}
+
+// transportReason says what went wrong on the wire without repeating the
+// URL or anything else from the request.
+func transportReason(err error) string {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return "network error during " + opErr.Op
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return "cannot resolve the host"
+	}
+	return "network error"
+}
+
+// parseRetryAfter reads an RFC 9110 Retry-After value: a delay in seconds
+// or an HTTP date; zero when absent or unreadable, at most a day.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, 86400)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return min(d, 24*time.Hour)
+		}
+	}
+	return 0
+}

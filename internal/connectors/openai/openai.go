@@ -1,0 +1,253 @@
+// Package openai is the connector for the OpenAI chat-completions API and
+// for servers that speak it (Azure OpenAI, Ollama, vLLM, llama.cpp), through
+// the official openai-go SDK with its own retries turned off: the gateway
+// retries.
+package openai
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	sdk "github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
+
+	"github.com/moatproject/moat/internal/connectors"
+)
+
+// Defaults applied by New.
+const (
+	DefaultBaseURL    = "https://api.openai.com/v1"
+	DefaultTimeout    = 60 * time.Second
+	DefaultSchemaName = "answer"
+)
+
+// Config configures one connector.
+type Config struct {
+	// BaseURL of the API, DefaultBaseURL when empty; for Ollama, for
+	// example, http://127.0.0.1:11434/v1.
+	BaseURL string
+	// APIKey is sent as a bearer token. It never appears in an error.
+	APIKey       string
+	Organization string
+	// Timeout bounds a call: the whole of Chat, and for ChatStream the wait
+	// for the first event and for each one after it. DefaultTimeout when zero.
+	Timeout time.Duration
+	// HTTPClient, when set, sends the requests (tests and the egress policy
+	// pass one). Its own Timeout, if any, also applies.
+	HTTPClient *http.Client
+	// LegacyMaxTokens sends Request.MaxTokens as max_tokens rather than
+	// max_completion_tokens, for servers that only know the older field.
+	LegacyMaxTokens bool
+}
+
+// Connector calls one chat-completions endpoint.
+type Connector struct {
+	chat      sdk.ChatCompletionService
+	timeout   time.Duration
+	legacyMax bool
+}
+
+var (
+	_ connectors.Connector = (*Connector)(nil)
+	_ connectors.Streamer  = (*Connector)(nil)
+)
+
+// New checks cfg and builds a connector. It reads no environment variable:
+// everything comes from cfg.
+func New(cfg Config) (*Connector, error) {
+	base := cfg.BaseURL
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("openai: base URL must be an absolute http or https URL")
+	}
+	if u.User != nil {
+		return nil, errors.New("openai: base URL must not carry credentials; use APIKey")
+	}
+	timeout := cfg.Timeout
+	if timeout < 0 {
+		return nil, errors.New("openai: timeout must not be negative")
+	}
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	opts := []option.RequestOption{
+		option.WithBaseURL(strings.TrimSuffix(base, "/") + "/"),
+		option.WithHTTPClient(hc),
+		option.WithMaxRetries(0),
+	}
+	if cfg.APIKey != "" {
+		opts = append(opts, option.WithAPIKey(cfg.APIKey))
+	}
+	if cfg.Organization != "" {
+		opts = append(opts, option.WithOrganization(cfg.Organization))
+	}
+	// The chat-completions service alone, rather than sdk.NewClient, so that
+	// no OPENAI_* environment variable changes what is sent.
+	return &Connector{
+		chat:      sdk.NewChatCompletionService(opts...),
+		timeout:   timeout,
+		legacyMax: cfg.LegacyMaxTokens,
+	}, nil
+}
+
+// Kind is "openai".
+func (c *Connector) Kind() string { return "openai" }
+
+// Chat sends one chat completion.
+func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connectors.Response, error) {
+	params, err := c.params(req)
+	if err != nil {
+		return connectors.Response{}, err
+	}
+	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	res, err := c.chat.New(callCtx, params)
+	if err != nil {
+		return connectors.Response{}, classify(ctx, callCtx, "chat", err)
+	}
+	if res == nil || len(res.Choices) == 0 {
+		return connectors.Response{}, malformed("chat", errors.New("answer has no choices"))
+	}
+	choice := res.Choices[0]
+	out := connectors.Response{
+		Content:      choice.Message.Content,
+		Model:        res.Model,
+		FinishReason: choice.FinishReason,
+		Usage: connectors.Usage{
+			PromptTokens:     int(res.Usage.PromptTokens),
+			CompletionTokens: int(res.Usage.CompletionTokens),
+		},
+	}
+	if out.Content == "" && choice.Message.Refusal != "" {
+		out.FinishReason = "refusal"
+	}
+	if len(req.Labels) > 0 && req.Schema == nil {
+		label, err := pickLabel(out.Content, req.Labels)
+		if err != nil {
+			return connectors.Response{}, malformed("chat", err)
+		}
+		out.Content = label
+	}
+	return out, nil
+}
+
+// params turns a request into the SDK's parameters.
+func (c *Connector) params(req connectors.Request) (sdk.ChatCompletionNewParams, error) {
+	var p sdk.ChatCompletionNewParams
+	if req.Model == "" {
+		return p, rejected(errors.New("request names no model"))
+	}
+	if len(req.Messages) == 0 {
+		return p, rejected(errors.New("request has no messages"))
+	}
+	p.Model = shared.ChatModel(req.Model)
+	p.Messages = make([]sdk.ChatCompletionMessageParamUnion, 0, len(req.Messages))
+	for i, m := range req.Messages {
+		switch m.Role {
+		case connectors.System:
+			p.Messages = append(p.Messages, sdk.SystemMessage(m.Content))
+		case connectors.User:
+			p.Messages = append(p.Messages, sdk.UserMessage(m.Content))
+		case connectors.Assistant:
+			p.Messages = append(p.Messages, sdk.AssistantMessage(m.Content))
+		default:
+			return p, rejected(fmt.Errorf("message %d has unknown role %q", i, truncate(string(m.Role), 32)))
+		}
+	}
+	if req.Temperature != nil {
+		p.Temperature = sdk.Float(*req.Temperature)
+	}
+	if req.MaxTokens < 0 {
+		return p, rejected(errors.New("max tokens must not be negative"))
+	}
+	if req.MaxTokens > 0 {
+		if c.legacyMax {
+			p.MaxTokens = sdk.Int(int64(req.MaxTokens))
+		} else {
+			p.MaxCompletionTokens = sdk.Int(int64(req.MaxTokens))
+		}
+	}
+	schema := req.Schema
+	if schema == nil && len(req.Labels) > 0 {
+		schema = labelSchema(req.Labels)
+	}
+	if schema != nil {
+		name := req.SchemaName
+		if name == "" {
+			name = DefaultSchemaName
+		}
+		p.ResponseFormat = sdk.ChatCompletionNewParamsResponseFormatUnion{
+			OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
+				JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{
+					Name:   name,
+					Strict: sdk.Bool(true),
+					Schema: schema,
+				},
+			},
+		}
+	}
+	return p, nil
+}
+
+// labelSchema asks for {"label": one of labels}.
+func labelSchema(labels []string) map[string]any {
+	enum := make([]any, len(labels))
+	for i, l := range labels {
+		enum[i] = l
+	}
+	return map[string]any{
+		"type":                 "object",
+		"properties":           map[string]any{"label": map[string]any{"type": "string", "enum": enum}},
+		"required":             []any{"label"},
+		"additionalProperties": false,
+	}
+}
+
+// pickLabel reads the label out of an answer: {"label": "x"} as asked, or,
+// from a server that ignored the response format, "x" or x alone.
+func pickLabel(content string, labels []string) (string, error) {
+	text := strings.TrimSpace(content)
+	var obj struct {
+		Label *string `json:"label"`
+	}
+	var s string
+	switch {
+	case json.Unmarshal([]byte(text), &obj) == nil && obj.Label != nil:
+		text = *obj.Label
+	case json.Unmarshal([]byte(text), &s) == nil:
+		text = s
+	}
+	text = strings.TrimSpace(text)
+	for _, l := range labels {
+		if text == l {
+			return l, nil
+		}
+	}
+	for _, l := range labels {
+		if strings.EqualFold(text, l) {
+			return l, nil
+		}
+	}
+	return "", errors.New("answer is not one of the labels")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
