@@ -1,5 +1,8 @@
 // Package gateway is the one pipeline every AI or ML call passes (DESIGN.md,
-// "The gateway"). This first part holds the Transform stage: what happens to
-// a finding's text before a call — kept, redacted, masked, hashed or
-// replaced by a reversible token — and the restoring of tokens afterwards.
+// "The gateway"). So far it holds three of its stages, not yet wired into
+// one pipeline: Transform (what happens to a finding's text before a call —
+// kept, redacted, masked, hashed or replaced by a reversible token — and the
+// restoring of tokens afterwards), Limit (rate limits and budgets per API
+// key, workflow and connector) and Call (retries honouring Retry-After,
+// circuit breakers and the fallback chain).
 package gateway
