@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -32,11 +33,34 @@ const maxInjectionFindings = 64
 // text, each with a weight and a reason, and combined as 1 − Π(1 − wᵢ) over
 // distinct reasons. Findings carry code-point offsets into text.
 func Injection(text string) InjectionResult {
-	n := normalize(text)
-	var hits []injHit
-	collectSignals(n, text, &hits, 0)
-	return buildResult(text, hits)
+	sc := injPool.Get().(*injScratch)
+	sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0]}
+	sc.n.fill(text)
+	hits := sc.hits[:0]
+	sc.toks = collectSignals(&sc.n, text, &hits, 0, sc.toks[:0])
+	res := buildResult(text, hits)
+	if cap(sc.n.start) <= maxPooledBytes && cap(sc.toks) <= maxPooledBytes/4 {
+		clear(hits)
+		sc.hits = hits[:0]
+		clear(sc.toks)
+		sc.toks = sc.toks[:0]
+		sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0]}
+		injPool.Put(sc)
+	}
+	return res
 }
+
+// injScratch holds the buffers of one Injection call, reused across calls.
+type injScratch struct {
+	n    normalized
+	toks []injToken
+	hits []injHit
+}
+
+var injPool = sync.Pool{New: func() any { return new(injScratch) }}
+
+// maxPooledBytes bounds the texts whose buffers are kept for reuse.
+const maxPooledBytes = 1 << 16
 
 // injHit is one matched signal: a reason, its weight and an original byte span.
 type injHit struct {
@@ -45,42 +69,58 @@ type injHit struct {
 	start, end int
 }
 
+type reasonWeight struct {
+	reason string
+	weight float64
+}
+
 func buildResult(text string, hits []injHit) InjectionResult {
 	var res InjectionResult
-	best := map[string]float64{}
+	// The best weight per reason; reasons never above 0 are left out.
+	var bestBuf [16]reasonWeight
+	best := bestBuf[:0]
+hitLoop:
 	for _, h := range hits {
-		if h.weight > best[h.reason] {
-			best[h.reason] = h.weight
+		for k := range best {
+			if best[k].reason == h.reason {
+				best[k].weight = max(best[k].weight, h.weight)
+				continue hitLoop
+			}
 		}
-	}
-	reasons := make([]string, 0, len(best))
-	for r := range best {
-		reasons = append(reasons, r)
+		if h.weight > 0 {
+			best = append(best, reasonWeight{h.reason, h.weight})
+		}
 	}
 	// Strongest first; ties by name, so the result is deterministic.
-	slices.SortFunc(reasons, func(a, b string) int {
-		if c := cmp.Compare(best[b], best[a]); c != 0 {
+	slices.SortFunc(best, func(a, b reasonWeight) int {
+		if c := cmp.Compare(b.weight, a.weight); c != 0 {
 			return c
 		}
-		return cmp.Compare(a, b)
+		return cmp.Compare(a.reason, b.reason)
 	})
+	reasons := make([]string, len(best))
 	keep := 1.0
-	for _, r := range reasons {
-		keep *= 1 - best[r]
+	for k, rw := range best {
+		reasons[k] = rw.reason
+		keep *= 1 - rw.weight
 	}
 	res.Score = 1 - keep
 	res.Reasons = reasons
 	res.Injection = res.Score >= InjectionThreshold
 	var spans []span
-	seen := map[injHit]bool{}
+	// An identical earlier hit was either kept, or dropped for a reason
+	// that drops this one too, so comparing with the kept spans suffices.
+spanLoop:
 	for _, h := range hits {
-		if seen[h] {
+		if !(h.start < h.end && h.end <= len(text) && len(spans) < maxInjectionFindings) {
 			continue
 		}
-		seen[h] = true
-		if h.start < h.end && h.end <= len(text) && len(spans) < maxInjectionFindings {
-			spans = append(spans, span{Type: "injection", Start: h.start, End: h.end, Score: h.weight, Reasons: []string{h.reason}})
+		for _, s := range spans {
+			if s.Start == h.start && s.End == h.end && s.Score == h.weight && s.Reasons[0] == h.reason {
+				continue spanLoop
+			}
 		}
+		spans = append(spans, span{Type: "injection", Start: h.start, End: h.end, Score: h.weight, Reasons: []string{h.reason}})
 	}
 	slices.SortStableFunc(spans, func(a, b span) int {
 		if c := cmp.Compare(a.Start, b.Start); c != 0 {
@@ -96,20 +136,21 @@ func buildResult(text string, hits []injHit) InjectionResult {
 
 // collectSignals appends the signals found in n (whose original is orig).
 // depth counts decoding levels, so encoded payloads are unwrapped once.
-func collectSignals(n *normalized, orig string, hits *[]injHit, depth int) {
-	toks := injTokenize(n.text)
-	add := func(reason string, w float64, a, b int) {
-		s, e := n.origSpan(a, b)
-		*hits = append(*hits, injHit{reason, w, s, e})
-	}
+// toks is a buffer for the tokens, returned for reuse.
+func collectSignals(n *normalized, orig string, hits *[]injHit, depth int, toks []injToken) []injToken {
+	toks = injTokenize(n.text, toks)
 	// Phrase patterns over words.
 	for i := range toks {
-		for _, p := range phraseIndex[toks[i].w] {
+		id := toks[i].id
+		if id < 0 {
+			continue
+		}
+		for _, p := range phraseIndex[id] {
 			if e := p.match(toks, i); e > i {
-				a, b := toks[i].a, toks[e-1].b
-				add(p.reason, p.weight, a, b)
+				a, b := int(toks[i].a), int(toks[e-1].b)
+				n.addHit(hits, p.reason, p.weight, a, b)
 				if n.hasLeet(a, b) {
-					add("leetspeak obfuscation", 0.35, a, b)
+					n.addHit(hits, "leetspeak obfuscation", 0.35, a, b)
 				}
 				if depth == 0 {
 					s, e := n.origSpan(a, b)
@@ -118,12 +159,19 @@ func collectSignals(n *normalized, orig string, hits *[]injHit, depth int) {
 			}
 		}
 	}
-	delimiters(n, add)
+	delimiters(n, hits)
 	if depth == 0 {
 		invisibles(n, orig, hits)
 		markdownExfil(orig, hits)
 		encodedPayloads(orig, hits)
 	}
+	return toks
+}
+
+// addHit appends a hit for the normalised byte range [a, b).
+func (n *normalized) addHit(hits *[]injHit, reason string, w float64, a, b int) {
+	s, e := n.origSpan(a, b)
+	*hits = append(*hits, injHit{reason, w, s, e})
 }
 
 // obfuscation notes look-alike letters and invisible characters inside a
@@ -167,7 +215,7 @@ func invisibles(n *normalized, orig string, hits *[]injHit) {
 		*hits = append(*hits, injHit{"hidden tag characters", 0.8, s, e})
 		if len(n.tagText) >= 4 {
 			var inner []injHit
-			collectSignals(normalize(n.tagText), n.tagText, &inner, 1)
+			collectSignals(normalize(n.tagText), n.tagText, &inner, 1, nil)
 			if len(inner) > 0 {
 				*hits = append(*hits, injHit{"instructions hidden in tag characters", 0.9, s, e})
 			}
@@ -184,50 +232,91 @@ func invisibles(n *normalized, orig string, hits *[]injHit) {
 }
 
 // injToken is a word of the normalised text, or "<url>" / "<email>" for an
-// address, with its byte range in the normalised text.
+// address, with its vocabulary id (-1 if no phrase uses it) and its byte
+// range in the normalised text.
 type injToken struct {
 	w    string
-	a, b int
+	id   int32
+	a, b int32
 }
 
-// injTokenize splits normalised text into lower-case words. Apostrophes inside
-// words are dropped ("don't" → "dont"); URLs and e-mail addresses become
-// one injToken each.
-func injTokenize(s string) []injToken {
-	toks := make([]injToken, 0, len(s)/5+1)
+func newInjToken(w string, a, b int) injToken {
+	return injToken{w, vocab.lookup(w), int32(a), int32(b)}
+}
+
+// Byte classes for injTokenize.
+const (
+	tokWord = 1 << iota // injWordByte
+	tokSep              // ' ' or '\n': ends a chunk
+	tokMark             // ':', '@' or '.': the chunk may be an address
+	tokApos             // '\''
+)
+
+var tokClass = func() (t [256]uint8) {
+	for c := range 256 {
+		if injWordByte(byte(c)) {
+			t[c] |= tokWord
+		}
+	}
+	t[' '], t['\n'] = tokSep, tokSep
+	t[':'], t['@'], t['.'] = tokMark, tokMark, tokMark
+	t['\''] = tokApos
+	return t
+}()
+
+// injTokenize splits normalised text into lower-case words, appending them
+// to toks. Apostrophes inside words are dropped ("don't" → "dont"); URLs
+// and e-mail addresses become one injToken each.
+func injTokenize(s string, toks []injToken) []injToken {
+	if cap(toks) == 0 {
+		toks = make([]injToken, 0, len(s)/5+1)
+	}
 	for i := 0; i < len(s); {
-		if s[i] == ' ' || s[i] == '\n' {
+		if tokClass[s[i]]&tokSep != 0 {
 			i++
 			continue
 		}
-		e := i
-		for e < len(s) && s[e] != ' ' && s[e] != '\n' {
-			e++
-		}
-		chunk := s[i:e]
-		if isAddressChunk(chunk) {
-			w := "<url>"
-			if !strings.Contains(chunk, "://") && !strings.HasPrefix(chunk, "www.") {
-				w = "<email>"
+		// A chunk: up to the next space or newline. Its words are
+		// appended as found; if the chunk is an address they are replaced.
+		chunk, first := i, len(toks)
+		var seen uint8
+		for i < len(s) {
+			c := tokClass[s[i]]
+			if c&tokSep != 0 {
+				break
 			}
-			toks = append(toks, injToken{w, i, e})
-			i = e
-			continue
-		}
-		for j := i; j < e; {
-			if !injWordByte(s[j]) {
-				j++
+			seen |= c
+			if c&tokWord == 0 {
+				i++
 				continue
 			}
-			k := j
-			for k < e && (injWordByte(s[k]) || s[k] == '\'' && k+1 < e && injWordByte(s[k+1]) && k > j) {
-				k++
+			k := i + 1
+			apos := false
+			for k < len(s) {
+				if c := tokClass[s[k]]; c&tokWord != 0 {
+					k++
+				} else if c&tokApos != 0 && k+1 < len(s) && tokClass[s[k+1]]&tokWord != 0 {
+					apos = true
+					k++
+				} else {
+					break
+				}
 			}
-			sb := s[j:k]
-			toks = appendWord(toks, string(sb), j, k)
-			j = k
+			if apos {
+				seen |= tokApos
+				toks = appendWord(toks, s[i:k], i, k)
+			} else {
+				toks = append(toks, newInjToken(s[i:k], i, k))
+			}
+			i = k
 		}
-		i = e
+		if seen&tokMark != 0 && isAddressChunk(s[chunk:i]) {
+			w := "<url>"
+			if !strings.Contains(s[chunk:i], "://") && !strings.HasPrefix(s[chunk:i], "www.") {
+				w = "<email>"
+			}
+			toks = append(toks[:first], newInjToken(w, chunk, i))
+		}
 	}
 	return toks
 }
@@ -238,7 +327,7 @@ func injTokenize(s string) []injToken {
 func appendWord(toks []injToken, w string, a, b int) []injToken {
 	base, suf, ok := strings.Cut(w, "'")
 	if !ok {
-		return append(toks, injToken{w, a, b})
+		return append(toks, newInjToken(w, a, b))
 	}
 	base = strings.ReplaceAll(base, "'", "")
 	suf = strings.ReplaceAll(suf, "'", "")
@@ -267,9 +356,9 @@ func appendWord(toks []injToken, w string, a, b int) []injToken {
 	default:
 		base += suf
 	}
-	toks = append(toks, injToken{base, a, b})
+	toks = append(toks, newInjToken(base, a, b))
 	if second != "" {
-		toks = append(toks, injToken{second, a, b})
+		toks = append(toks, newInjToken(second, a, b))
 	}
 	return toks
 }
@@ -279,16 +368,25 @@ func injWordByte(c byte) bool {
 }
 
 // delimiters finds forged chat-template markers and role headers.
-func delimiters(n *normalized, add func(string, float64, int, int)) {
+func delimiters(n *normalized, hits *[]injHit) {
 	t := n.text
+	// Markers starting with '<' or '[' are looked for from the first one.
+	lt, br := strings.IndexByte(t, '<'), strings.IndexByte(t, '[')
 	for _, m := range chatMarkers {
-		for off := 0; ; {
+		off := 0
+		switch m[0] {
+		case '<':
+			off = lt
+		case '[':
+			off = br
+		}
+		for off >= 0 {
 			i := strings.Index(t[off:], m)
 			if i < 0 {
 				break
 			}
 			i += off
-			add("forged chat-template delimiter", 0.7, i, i+len(m))
+			n.addHit(hits, "forged chat-template delimiter", 0.7, i, i+len(m))
 			off = i + len(m)
 		}
 	}
@@ -303,10 +401,10 @@ func delimiters(n *normalized, add func(string, float64, int, int)) {
 		}
 		line := t[ls:le]
 		if r, w, ok := roleHeader(line); ok {
-			add(r, w, ls, le)
+			n.addHit(hits, r, w, ls, le)
 		}
 		if endMarker(line) {
-			add("fake end-of-content marker", 0.45, ls, le)
+			n.addHit(hits, "fake end-of-content marker", 0.45, ls, le)
 		}
 		ls = le + 1
 	}
@@ -426,14 +524,14 @@ func encodedPayloads(orig string, hits *[]injHit) {
 			continue
 		}
 		j := i
-		for j < len(orig) && (b64Byte(orig[j]) || orig[j] == '=') {
+		for j < len(orig) && b64Class[orig[j]] != 0 {
 			j++
 		}
 		if j-i >= 24 && (i == 0 || !b64Byte(orig[i-1])) {
 			blob := orig[i:j]
 			if dec, kind, ok := decodeBlob(blob); ok {
 				var inner []injHit
-				collectSignals(normalize(dec), dec, &inner, 1)
+				collectSignals(normalize(dec), dec, &inner, 1, nil)
 				w := 0.0
 				for _, h := range inner {
 					w = max(w, h.weight)
@@ -450,8 +548,20 @@ func encodedPayloads(orig string, hits *[]injHit) {
 }
 
 func b64Byte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+	return b64Class[c]&1 != 0
 }
+
+// b64Class: bit 0 for base64 bytes (either alphabet), bit 1 for those and '='.
+var b64Class = func() (t [256]uint8) {
+	for c := range 256 {
+		b := byte(c)
+		if b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '+' || b == '/' || b == '-' || b == '_' {
+			t[c] = 3
+		}
+	}
+	t['='] = 2
+	return t
+}()
 
 // decodeBlob decodes hex or base64 (standard or URL alphabet, padded or
 // not) and keeps the result only when it reads as text.

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -16,15 +17,22 @@ type injPhrase struct {
 type injSlot struct {
 	gap      int // > 0: a gap of up to gap words
 	words    map[string]bool
+	ids      []uint64 // words as a bit set over vocabulary ids (see compilePhrases)
 	prefixes []string
+	// prefixFirst has bit c set when a prefix starts with byte c; an empty
+	// prefix sets every bit.
+	prefixFirst [4]uint64
 }
 
-func (s *injSlot) accepts(w string) bool {
-	if s.words[w] {
+func (s *injSlot) accepts(t *injToken) bool {
+	if id := t.id; id >= 0 && int(id>>6) < len(s.ids) && s.ids[id>>6]&(1<<(id&63)) != 0 {
 		return true
 	}
+	if len(s.prefixes) == 0 || t.w != "" && s.prefixFirst[t.w[0]>>6]&(1<<(t.w[0]&63)) == 0 {
+		return false
+	}
 	for _, p := range s.prefixes {
-		if strings.HasPrefix(w, p) {
+		if strings.HasPrefix(t.w, p) {
 			return true
 		}
 	}
@@ -49,14 +57,21 @@ func (p *injPhrase) matchFrom(toks []injToken, i, k int) int {
 		}
 		return -1
 	}
-	if i >= len(toks) || !s.accepts(toks[i].w) {
+	if i >= len(toks) || !s.accepts(&toks[i]) {
 		return -1
 	}
 	return p.matchFrom(toks, i+1, k+1)
 }
 
-// phraseIndex maps a first word to the phrases that start with it.
-var phraseIndex = map[string][]*injPhrase{}
+// phrases lists every phrase, in the order added.
+var phrases []*injPhrase
+
+// phraseIndex maps a first word's vocabulary id to the phrases that start
+// with it, in the order added.
+var phraseIndex [][]*injPhrase
+
+// vocab interns every exact word of every phrase slot.
+var vocab vocabTable
 
 func addPhrase(reason string, weight float64, pattern string) {
 	p := &injPhrase{reason: reason, weight: weight}
@@ -73,6 +88,11 @@ func addPhrase(reason string, weight float64, pattern string) {
 		for _, w := range strings.Split(strings.ReplaceAll(f, "'", ""), "|") {
 			if pre, ok := strings.CutSuffix(w, "*"); ok {
 				s.prefixes = append(s.prefixes, pre)
+				if pre == "" {
+					s.prefixFirst = [4]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+				} else {
+					s.prefixFirst[pre[0]>>6] |= 1 << (pre[0] & 63)
+				}
 			} else {
 				s.words[w] = true
 			}
@@ -83,8 +103,95 @@ func addPhrase(reason string, weight float64, pattern string) {
 	if first.gap > 0 || len(first.prefixes) > 0 {
 		panic("detect: phrase must start with exact words: " + pattern)
 	}
-	for w := range first.words {
-		phraseIndex[w] = append(phraseIndex[w], p)
+	phrases = append(phrases, p)
+}
+
+// compilePhrases interns the phrase words and builds the first-word index.
+func compilePhrases() {
+	var words []string
+	seen := map[string]bool{}
+	for _, p := range phrases {
+		for _, s := range p.slots {
+			for w := range s.words {
+				if w != "" && !seen[w] {
+					seen[w] = true
+					words = append(words, w)
+				}
+			}
+		}
+	}
+	slices.Sort(words)
+	vocab = newVocabTable(words)
+	phraseIndex = make([][]*injPhrase, len(words))
+	for _, p := range phrases {
+		for k := range p.slots {
+			s := &p.slots[k]
+			if s.gap > 0 {
+				continue
+			}
+			s.ids = make([]uint64, (len(words)+63)/64)
+			for w := range s.words {
+				if id := vocab.lookup(w); id >= 0 { // "" matches no token
+					s.ids[id>>6] |= 1 << (id & 63)
+				}
+			}
+		}
+		for w := range p.slots[0].words {
+			if id := vocab.lookup(w); id >= 0 {
+				phraseIndex[id] = append(phraseIndex[id], p)
+			}
+		}
+	}
+}
+
+// vocabTable is an open-addressing hash set of words, each with an id.
+type vocabTable struct {
+	keys []string
+	ids  []int32
+	mask uint32
+	lens [256]uint64 // by first byte: bit l set when a word of length l (capped at 63) starts with it
+}
+
+func newVocabTable(words []string) vocabTable {
+	size := 1
+	for size < 4*len(words) {
+		size *= 2
+	}
+	v := vocabTable{keys: make([]string, size), ids: make([]int32, size), mask: uint32(size - 1)}
+	for id, w := range words {
+		h := hashWord(w) & v.mask
+		for v.keys[h] != "" {
+			h = (h + 1) & v.mask
+		}
+		v.keys[h], v.ids[h] = w, int32(id)
+		if w != "" {
+			v.lens[w[0]] |= 1 << min(len(w), 63)
+		}
+	}
+	return v
+}
+
+// hashWord mixes a non-empty word's length and its first two and last two bytes.
+func hashWord(s string) uint32 {
+	n := len(s)
+	h := uint32(n)*0x9E3779B1 ^ uint32(s[0]) ^ uint32(s[min(1, n-1)])<<8 ^ uint32(s[n-1])<<16 ^ uint32(s[max(n-2, 0)])<<24
+	h *= 0x85EBCA6B
+	return h ^ h>>15
+}
+
+// lookup returns w's id, or -1.
+func (v *vocabTable) lookup(w string) int32 {
+	if w == "" || v.lens[w[0]]&(1<<min(len(w), 63)) == 0 {
+		return -1
+	}
+	for h := hashWord(w) & v.mask; ; h = (h + 1) & v.mask {
+		k := v.keys[h]
+		if k == w {
+			return v.ids[h]
+		}
+		if k == "" {
+			return -1
+		}
 	}
 }
 
@@ -172,4 +279,6 @@ func init() {
 	addPhrase("instructions aimed at the reply", 0.5, "when|whenever|if ~3 summariz*|answer*|respond*|repl*|process*|read*|asked ~6 you|always|must|should|include|add|mention|say|tell|insert|append")
 	addPhrase("instructions aimed at the reply", 0.5, "assistant|ai|model|chatbot|llm ~3 must|should|will|shall|needs|has|is ~2 to|now|always|never|instructed|required|include|tell|say|respond|reply|answer|ignore")
 	addPhrase("instructions aimed at the reply", 0.5, "important|attention|urgent|note|notice ~2 to|for ~1 the|all|any ~1 ai|assistant*|model*|llm*|chatbot*|bot*|agent*|language")
+
+	compilePhrases()
 }

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -19,6 +20,7 @@ import (
 type normalized struct {
 	text       string
 	start, end []int32 // per byte of text: the source rune's original byte range
+	buf        []byte  // scratch for building text, kept for reuse
 	leet       []bool  // per byte of text: produced by undoing leetspeak
 
 	invisible int    // zero-width and other invisible format characters removed
@@ -104,59 +106,79 @@ func isBidi(r rune) bool {
 // normalize folds text for matching; see normalized.
 func normalize(text string) *normalized {
 	n := &normalized{}
-	buf := make([]byte, 0, len(text))
-	start := make([]int32, 0, len(text))
-	end := make([]int32, 0, len(text))
-	put := func(s string, from, to int) {
-		buf = append(buf, s...)
-		for range len(s) {
-			start = append(start, int32(from))
-			end = append(end, int32(to))
-		}
+	n.fill(text)
+	return n
+}
+
+// fill normalises text into n, reusing n's start, end and buf slices
+// (their previous contents are discarded). n must be zero apart from those.
+func (n *normalized) fill(text string) {
+	buf := n.buf[:0]
+	if cap(buf) < len(text) {
+		buf = make([]byte, 0, len(text)+8)
+	}
+	start := n.start[:0]
+	end := n.end[:0]
+	if cap(start) < len(text) {
+		start = make([]int32, 0, len(text)+8)
+		end = make([]int32, 0, len(text)+8)
 	}
 	var tags []byte
 	space := byte(0) // pending whitespace: 0, ' ' or '\n'
 	spaceFrom, spaceTo := 0, 0
-	flushSpace := func() {
-		if space != 0 {
-			if len(buf) > 0 {
-				put(string(space), spaceFrom, spaceTo)
-			}
-			space = 0
-		}
-	}
 	var prev rune
+	maybeLeet := false // some byte may start leetspeak (see undoLeet)
 	for i := 0; i < len(text); {
-		c := text[i]
-		if c < utf8.RuneSelf {
-			if asciiSpace(c) {
-				if space == 0 {
-					spaceFrom = i
-					space = ' '
-				}
-				if c == '\n' {
-					space = '\n'
-				}
-				spaceTo = i + 1
-				i++
-				prev = rune(c)
-				continue
+		if text[i] < utf8.RuneSelf {
+			// A stretch of ASCII: lower-cased, one byte per byte, white
+			// space runs collapsed. It writes at most one byte per byte
+			// read, plus the pending space.
+			need := len(text) - i + 1
+			w := len(buf)
+			buf = slices.Grow(buf, need)[:w+need]
+			start = slices.Grow(start, need)[:w+need]
+			end = slices.Grow(end, need)[:w+need]
+			last := byte(0) // last byte written
+			if w > 0 {
+				last = buf[w-1]
 			}
-			flushSpace()
-			// A run of printable ASCII: lower-cased, one byte per byte.
-			j := i
-			for j < len(text) && text[j] < utf8.RuneSelf && !asciiSpace(text[j]) {
-				c := text[j]
-				if c >= 'A' && c <= 'Z' {
+			for ; i < len(text); i++ {
+				c := text[i]
+				cl := normClass[c]
+				if cl&ncSpace != 0 {
+					if space == 0 {
+						spaceFrom = i
+						space = ' '
+					}
+					if c == '\n' {
+						space = '\n'
+					}
+					spaceTo = i + 1
+					continue
+				}
+				if cl&ncASCII == 0 {
+					break
+				}
+				if space != 0 {
+					if w > 0 {
+						buf[w], start[w], end[w] = space, int32(spaceFrom), int32(spaceTo)
+						last = space
+						w++
+					}
+					space = 0
+				}
+				if cl&ncUpper != 0 {
 					c += 'a' - 'A'
 				}
-				buf = append(buf, c)
-				start = append(start, int32(j))
-				end = append(end, int32(j+1))
-				j++
+				if cl&ncLeet != 0 || cl&ncDigit != 0 && last >= 'a' && last <= 'z' {
+					maybeLeet = true
+				}
+				buf[w], start[w], end[w] = c, int32(i), int32(i+1)
+				last = c
+				w++
 			}
-			prev = rune(text[j-1])
-			i = j
+			prev = rune(text[i-1]) // the last ASCII byte read
+			buf, start, end = buf[:w], start[:w], end[:w]
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(text[i:])
@@ -188,43 +210,89 @@ func normalize(text string) *normalized {
 				n.invisible++
 			}
 		default:
-			flushSpace()
-			put(foldRune(r, n), i, j)
+			if space != 0 {
+				if len(buf) > 0 {
+					buf = append(buf, space)
+					start = append(start, int32(spaceFrom))
+					end = append(end, int32(spaceTo))
+				}
+				space = 0
+			}
+			m := len(buf)
+			buf = appendFoldRune(buf, r, n)
+			maybeLeet = true // not tracked outside ASCII: undoLeet looks
+			for range len(buf) - m {
+				start = append(start, int32(i))
+				end = append(end, int32(j))
+			}
 		}
 		if r != 0xFE0F && !isInvisible(r) {
 			prev = r
 		}
 		i = j
 	}
-	n.text = string(buf)
 	n.start, n.end = start, end
 	if len(tags) > 0 {
 		n.tagText = strings.ToLower(string(tags))
 	}
-	n.undoLeet()
-	return n
+	if maybeLeet {
+		n.undoLeet(buf)
+	}
+	n.text = string(buf)
+	n.buf = buf
 }
+
+// Byte classes for the ASCII loop of fill.
+const (
+	ncASCII = 1 << iota // below utf8.RuneSelf
+	ncSpace             // asciiSpace
+	ncUpper             // 'A'..'Z'
+	ncDigit             // '0'..'9'
+	ncLeet              // leet character other than a digit
+)
+
+var normClass = func() (t [256]uint8) {
+	for c := range utf8.RuneSelf {
+		b := byte(c)
+		t[c] = ncASCII
+		if asciiSpace(b) {
+			t[c] |= ncSpace
+		}
+		if b >= 'A' && b <= 'Z' {
+			t[c] |= ncUpper
+		}
+		if b >= '0' && b <= '9' {
+			t[c] |= ncDigit
+		}
+		if leetMap[c] != 0 && (b < '0' || b > '9') {
+			t[c] |= ncLeet
+		}
+	}
+	return t
+}()
 
 func asciiSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
-// foldRune returns the NFKC form of r, lower-cased, without combining
-// marks, with look-alikes mapped to Latin.
-func foldRune(r rune, n *normalized) string {
+// appendFoldRune appends the NFKC form of r, lower-cased, without
+// combining marks, with look-alikes mapped to Latin.
+func appendFoldRune(buf []byte, r rune, n *normalized) []byte {
 	switch r {
 	case '\u2018', '\u2019', '\u02bc', '\u2032':
-		return "'"
+		return append(buf, '\'')
 	case '\u201c', '\u201d', '\u2033':
-		return "\""
+		return append(buf, '"')
 	}
 	if m, ok := confusables[unicode.ToLower(r)]; ok {
 		n.confused++
-		return string(m)
+		return utf8.AppendRune(buf, m)
 	}
-	s := norm.NFKD.String(string(r))
-	var out []byte
-	for _, c := range s {
+	var rb [utf8.UTFMax]byte
+	var db [64]byte
+	d := norm.NFKD.Append(db[:0], utf8.AppendRune(rb[:0], r)...)
+	m := len(buf)
+	for _, c := range string(d) {
 		if unicode.Is(unicode.Mn, c) {
 			continue
 		}
@@ -236,21 +304,21 @@ func foldRune(r rune, n *normalized) string {
 		if unicode.IsSpace(c) {
 			c = ' '
 		}
-		out = utf8.AppendRune(out, c)
+		buf = utf8.AppendRune(buf, c)
 	}
-	if len(out) == 0 {
-		return "?"
+	if len(buf) == m {
+		return append(buf, '?')
 	}
-	return string(out)
+	return buf
 }
 
 // undoLeet rewrites, in place, words that mix ASCII letters with leet
 // characters ("1gn0r3", "pr3v!0u5") into letters. Words of digits alone
 // (numbers) and words without any leet character are left as they are.
-func (n *normalized) undoLeet() {
+func (n *normalized) undoLeet(t []byte) {
 	any := false
-	for i := 0; i < len(n.text); i++ {
-		if c := n.text[i]; c < 128 && leetMap[c] != 0 && (c < '0' || c > '9') || c >= '0' && c <= '9' && i > 0 && n.text[i-1] >= 'a' && n.text[i-1] <= 'z' {
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; leetStart[c] || c >= '0' && c <= '9' && i > 0 && t[i-1] >= 'a' && t[i-1] <= 'z' {
 			any = true
 			break
 		}
@@ -258,8 +326,6 @@ func (n *normalized) undoLeet() {
 	if !any {
 		return
 	}
-	t := []byte(n.text)
-	changed := false
 	chunkEnd := -1
 	for i := 0; i < len(t); {
 		if i > chunkEnd {
@@ -268,7 +334,7 @@ func (n *normalized) undoLeet() {
 			for e < len(t) && t[e] != ' ' && t[e] != '\n' {
 				e++
 			}
-			if isAddressChunk(n.text[i:e]) {
+			if isAddressChunk(t[i:e]) {
 				i = e
 				continue
 			}
@@ -314,21 +380,25 @@ func (n *normalized) undoLeet() {
 				}
 			}
 			n.leetWords++
-			changed = true
 		}
 		i = j
 	}
-	if changed {
-		n.text = string(t)
-	}
 }
+
+// leetStart marks the leet characters that are not digits.
+var leetStart = func() (t [256]bool) {
+	for c := range 128 {
+		t[c] = leetMap[c] != 0 && (c < '0' || c > '9')
+	}
+	return t
+}()
 
 func isLeetWordByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c < 128 && leetMap[c] != 0
 }
 
 // isAddressChunk reports a URL or an e-mail address.
-func isAddressChunk(s string) bool {
+func isAddressChunk[T string | []byte](s T) bool {
 	mark := false
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == ':' || c == '@' || c == '.' {
@@ -339,9 +409,32 @@ func isAddressChunk(s string) bool {
 	if !mark {
 		return false
 	}
-	if strings.Contains(s, "://") || strings.HasPrefix(s, "www.") {
+	if hasSubstr(s, "://") || len(s) >= 4 && string(s[:4]) == "www." {
 		return true
 	}
-	at := strings.IndexByte(s, '@')
-	return at > 0 && strings.IndexByte(s[at:], '.') > 1
+	at := -1
+	for i := 0; i < len(s); i++ {
+		if s[i] == '@' {
+			at = i
+			break
+		}
+	}
+	if at <= 0 {
+		return false
+	}
+	for i := at; i < len(s); i++ {
+		if s[i] == '.' {
+			return i-at > 1
+		}
+	}
+	return false
+}
+
+func hasSubstr[T string | []byte](s T, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if string(s[i:i+len(sub)]) == sub {
+			return true
+		}
+	}
+	return false
 }
