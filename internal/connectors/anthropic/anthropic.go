@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -58,24 +57,14 @@ func New(cfg Config) (*Connector, error) {
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("anthropic: base URL must be an absolute http or https URL")
+	if err := connectors.CheckBaseURL("anthropic", base); err != nil {
+		return nil, err
 	}
-	if u.User != nil {
-		return nil, errors.New("anthropic: base URL must not carry credentials; use APIKey")
+	timeout, err := connectors.ResolveTimeout("anthropic", cfg.Timeout, DefaultTimeout)
+	if err != nil {
+		return nil, err
 	}
-	timeout := cfg.Timeout
-	if timeout < 0 {
-		return nil, errors.New("anthropic: timeout must not be negative")
-	}
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	}
+	hc := connectors.HTTPClientOr(cfg.HTTPClient)
 	opts := []option.RequestOption{
 		option.WithoutEnvironmentDefaults(),
 		option.WithBaseURL(strings.TrimSuffix(base, "/") + "/"),

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -66,24 +65,14 @@ func New(cfg Config) (*Connector, error) {
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("openai: base URL must be an absolute http or https URL")
+	if err := connectors.CheckBaseURL("openai", base); err != nil {
+		return nil, err
 	}
-	if u.User != nil {
-		return nil, errors.New("openai: base URL must not carry credentials; use APIKey")
+	timeout, err := connectors.ResolveTimeout("openai", cfg.Timeout, DefaultTimeout)
+	if err != nil {
+		return nil, err
 	}
-	timeout := cfg.Timeout
-	if timeout < 0 {
-		return nil, errors.New("openai: timeout must not be negative")
-	}
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	}
+	hc := connectors.HTTPClientOr(cfg.HTTPClient)
 	opts := []option.RequestOption{
 		option.WithBaseURL(strings.TrimSuffix(base, "/") + "/"),
 		option.WithHTTPClient(hc),
