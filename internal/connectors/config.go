@@ -1,0 +1,41 @@
+package connectors
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// CheckBaseURL refuses a base URL that is not absolute http(s) or that
+// carries credentials (they belong in the vault, not in a URL).
+func CheckBaseURL(kind, base string) error {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s: base URL must be an absolute http or https URL", kind)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%s: base URL must not carry credentials; use APIKey", kind)
+	}
+	return nil
+}
+
+// ResolveTimeout returns the configured timeout, or def when it is zero.
+func ResolveTimeout(kind string, timeout, def time.Duration) (time.Duration, error) {
+	switch {
+	case timeout < 0:
+		return 0, fmt.Errorf("%s: timeout must not be negative", kind)
+	case timeout == 0:
+		return def, nil
+	}
+	return timeout, nil
+}
+
+// HTTPClientOr returns hc, or a client of its own (never the shared
+// default client) when hc is nil.
+func HTTPClientOr(hc *http.Client) *http.Client {
+	if hc != nil {
+		return hc
+	}
+	return &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+}
