@@ -286,24 +286,6 @@ func TestChatConnectionRefused(t *testing.T) {
 	checkSafe(t, err)
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0}, {"0", 0}, {"5", 5 * time.Second}, {"x", 0}, {"-1", 0},
-		{now.Add(time.Minute).Format(http.TimeFormat), time.Minute},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-	}
-	for _, tt := range tests {
-		if got := parseRetryAfter(tt.in, now); got != tt.want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
 // The SDK's ANTHROPIC_* variables must not change what a connector sends.
 func TestIgnoresEnvironment(t *testing.T) {
 	t.Setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:1")

@@ -5,12 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,8 +29,6 @@ func rejected(err error) error {
 func malformed(op string, err error) error {
 	return &connectors.UpstreamError{Kind: connectors.ErrMalformed, Err: fmt.Errorf("anthropic: %s: %w", op, err)}
 }
-
-var plainCode = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 // classify turns an error of the SDK or of the transport into an
 // UpstreamError. parent is the caller's context, call the one bounded by the
@@ -74,11 +67,8 @@ func classify(parent, call context.Context, op string, err error) error {
 	if errors.As(err, &syntaxErr) || errors.As(err, &typeErr) {
 		return malformed(op, errors.New("answer is not valid JSON"))
 	}
-	var urlErr *url.Error
-	var netErr net.Error
-	if errors.As(err, &urlErr) || errors.As(err, &netErr) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, io.ErrUnexpectedEOF) {
-		return &connectors.UpstreamError{Kind: connectors.ErrUnavailable, Err: fmt.Errorf("anthropic: %s: %s", op, transportReason(err))}
+	if connectors.IsTransportError(err) {
+		return &connectors.UpstreamError{Kind: connectors.ErrUnavailable, Err: fmt.Errorf("anthropic: %s: %s", op, connectors.TransportReason(err))}
 	}
 	return malformed(op, errors.New("cannot read the answer"))
 }
@@ -87,14 +77,14 @@ func classify(parent, call context.Context, op string, err error) error {
 // the 5xx and so ErrUnavailable.
 func statusError(op string, status int, typ string, h http.Header) error {
 	detail := ""
-	if plainCode.MatchString(typ) {
+	if connectors.PlainCode(typ) {
 		detail = " " + typ
 	}
 	e := &connectors.UpstreamError{Status: status, Err: fmt.Errorf("anthropic: %s: HTTP %d%s", op, status, detail)}
 	switch {
 	case status == http.StatusTooManyRequests:
 		e.Kind = connectors.ErrRateLimited
-		e.RetryAfter = parseRetryAfter(h.Get("Retry-After"), time.Now())
+		e.RetryAfter = connectors.ParseRetryAfter(h.Get("Retry-After"), time.Now())
 	case status >= 500, status == http.StatusRequestTimeout:
 		e.Kind = connectors.ErrUnavailable
 	default:
@@ -114,47 +104,8 @@ func typeError(op, typ string) error {
 		kind = connectors.ErrRejected
 	}
 	detail := ""
-	if plainCode.MatchString(typ) {
+	if connectors.PlainCode(typ) {
 		detail = " " + typ
 	}
 	return &connectors.UpstreamError{Kind: kind, Err: fmt.Errorf("anthropic: %s: error event in the stream%s", op, detail)}
-}
-
-// transportReason says what went wrong on the wire without repeating the
-// URL or anything else from the request.
-func transportReason(err error) string {
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		err = urlErr.Err
-	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) {
-		return "network error during " + opErr.Op
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return "cannot resolve the host"
-	}
-	return "network error"
-}
-
-// parseRetryAfter reads an RFC 9110 Retry-After value: a delay in seconds
-// or an HTTP date; zero when absent or unreadable, at most a day.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, 86400)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return min(d, 24*time.Hour)
-		}
-	}
-	return 0
 }

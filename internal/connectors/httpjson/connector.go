@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -194,7 +193,7 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 	status := resp.StatusCode
 	switch {
 	case status == http.StatusTooManyRequests:
-		return connectors.Response{}, fail(connectors.ErrRateLimited, status, retryAfter(resp.Header.Get("Retry-After"), time.Now()), fmt.Errorf("httpjson: %s %s", c.method, c.endpoint))
+		return connectors.Response{}, fail(connectors.ErrRateLimited, status, connectors.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), fmt.Errorf("httpjson: %s %s", c.method, c.endpoint))
 	case status >= 500:
 		return connectors.Response{}, fail(connectors.ErrUnavailable, status, 0, fmt.Errorf("httpjson: %s %s", c.method, c.endpoint))
 	case status < 200 || status >= 300:
@@ -214,26 +213,4 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 		return connectors.Response{}, fail(connectors.ErrMalformed, status, 0, fmt.Errorf("httpjson: %s %s: response path %s: %w", c.method, c.endpoint, strings.Join(c.path, "."), err))
 	}
 	return connectors.Response{Content: content, Model: req.Model, FinishReason: "stop"}, nil
-}
-
-// retryAfter parses a Retry-After header: delay seconds or an HTTP date.
-// Anything else, or a date in the past, is zero.
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		const maxSecs = int64(24 * time.Hour / time.Second)
-		return time.Duration(min(secs, maxSecs)) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return min(d, 24*time.Hour)
-		}
-	}
-	return 0
 }

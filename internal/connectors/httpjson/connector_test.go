@@ -307,26 +307,6 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tests := map[string]time.Duration{
-		"":                              0,
-		"0":                             0,
-		"-5":                            0,
-		"120":                           2 * time.Minute,
-		"99999999999":                   24 * time.Hour,
-		"Thu, 01 Jan 2026 00:00:30 GMT": 30 * time.Second,
-		"Wed, 31 Dec 2025 00:00:00 GMT": 0,
-		"tomorrow":                      0,
-	}
-	for h, want := range tests {
-		if got := retryAfter(h, now); got != want {
-			t.Errorf("%q: %v, want %v", h, got, want)
-		}
-	}
-}
-
 func FuzzExtract(f *testing.F) {
 	f.Add(`{"a":{"b":[1,"x",{"c":null}]}}`, "a.b.1")
 	f.Add(`[1,2,3]`, "2")

@@ -5,11 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -35,8 +31,6 @@ func malformed(op string, err error) error {
 	return &connectors.UpstreamError{Kind: connectors.ErrMalformed, Err: fmt.Errorf("openai: %s: %w", op, err)}
 }
 
-var plainCode = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
 // classify turns an error of the SDK or of the transport into an
 // UpstreamError. parent is the caller's context, call the one bounded by the
 // connector's timeout.
@@ -61,11 +55,8 @@ func classify(parent, call context.Context, op string, err error) error {
 	if errors.As(err, &syntaxErr) || errors.As(err, &typeErr) {
 		return malformed(op, errors.New("answer is not valid JSON"))
 	}
-	var urlErr *url.Error
-	var netErr net.Error
-	if errors.As(err, &urlErr) || errors.As(err, &netErr) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, io.ErrUnexpectedEOF) {
-		return &connectors.UpstreamError{Kind: connectors.ErrUnavailable, Err: fmt.Errorf("openai: %s: %s", op, transportReason(err))}
+	if connectors.IsTransportError(err) {
+		return &connectors.UpstreamError{Kind: connectors.ErrUnavailable, Err: fmt.Errorf("openai: %s: %s", op, connectors.TransportReason(err))}
 	}
 	// Anything else the SDK reports comes from reading the answer.
 	return malformed(op, errors.New("cannot read the answer"))
@@ -75,7 +66,7 @@ func classify(parent, call context.Context, op string, err error) error {
 func statusError(op string, status int, code, typ string, h http.Header) error {
 	detail := ""
 	for _, c := range []string{code, typ} {
-		if plainCode.MatchString(c) {
+		if connectors.PlainCode(c) {
 			detail = " " + c
 			break
 		}
@@ -116,7 +107,7 @@ func streamEventError(op string, data []byte) error {
 	}
 	detail := ""
 	for _, c := range []string{code, ev.Error.Type} {
-		if plainCode.MatchString(c) {
+		if connectors.PlainCode(c) {
 			detail = " " + c
 			break
 		}
@@ -126,24 +117,6 @@ func streamEventError(op string, data []byte) error {
 		kind = connectors.ErrRateLimited
 	}
 	return &connectors.UpstreamError{Kind: kind, Err: fmt.Errorf("openai: %s: error event in the stream%s", op, detail)}
-}
-
-// transportReason says what went wrong on the wire without repeating the
-// URL (which may carry a query) or anything else from the request.
-func transportReason(err error) string {
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		err = urlErr.Err
-	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) {
-		return "network error during " + opErr.Op
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return "cannot resolve the host"
-	}
-	return "network error"
 }
 
 func responseHeader(r *http.Response) http.Header {
@@ -164,28 +137,5 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 			return time.Duration(ms * float64(time.Millisecond))
 		}
 	}
-	return parseRetryAfter(h.Get("Retry-After"), now)
-}
-
-// parseRetryAfter reads an RFC 9110 Retry-After value.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > 86400 {
-			secs = 86400
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return min(d, 24*time.Hour)
-		}
-	}
-	return 0
+	return connectors.ParseRetryAfter(h.Get("Retry-After"), now)
 }
