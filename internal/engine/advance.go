@@ -98,7 +98,7 @@ func (st *runState) set(s *store.Step) {
 
 // finishStep records a step's final state.
 func (e *Engine) finishStep(st *runState, id, uses string, status store.StepStatus, out any, next []string, errMsg string) error {
-	now := e.now().UTC()
+	now := e.now()
 	s := st.steps[id]
 	if s == nil {
 		s = &store.Step{RunID: st.run.ID, StepID: id, Uses: uses, StartedAt: &now}
@@ -207,7 +207,7 @@ func (e *Engine) startStep(ctx context.Context, tx store.Tx, st *runState, ps *w
 	if !ok {
 		return nil, e.finishStep(st, ps.ID, ps.Uses, store.StepFailed, nil, nil, fmt.Sprintf("unknown node type %q", ps.Uses))
 	}
-	now := e.now().UTC()
+	now := e.now()
 	switch node.Kind(ps.With) {
 	case nodes.Inline:
 		exec, _ := node.(nodes.Executor)
@@ -264,7 +264,7 @@ func (e *Engine) startStep(ctx context.Context, tx store.Tx, st *runState, ps *w
 
 // settle writes dirty steps and the run's status.
 func (e *Engine) settle(ctx context.Context, tx store.Tx, st *runState) error {
-	now := e.now().UTC()
+	now := e.now()
 	failed := st.failedStep()
 	run := st.run
 	if run.StartedAt == nil {
@@ -329,7 +329,7 @@ func (e *Engine) settle(ctx context.Context, tx store.Tx, st *runState) error {
 // and withdraws its pending tasks. Jobs still queued find the run final and
 // do nothing.
 func (e *Engine) abandon(ctx context.Context, tx store.Tx, st *runState, status store.StepStatus) error {
-	now := e.now().UTC()
+	now := e.now()
 	for _, ps := range st.plan.Steps {
 		s := st.steps[ps.ID]
 		if s != nil && s.Status.Final() {

@@ -69,7 +69,7 @@ func (e *Engine) executeEffect(ctx context.Context, job *river.Job[StepArgs]) er
 			}
 			return completeJob(ctx, tx, job)
 		}
-		now := e.now().UTC()
+		now := e.now()
 		key := IdempotencyKey(args.RunID, args.StepID, args.Attempt)
 		if s.Attempts < args.Attempt {
 			s.Attempts, s.Status, s.UpdatedAt = args.Attempt, store.StepRunning, now
@@ -135,7 +135,7 @@ func (e *Engine) runGuarded(ctx context.Context, exec nodes.Executor, call *node
 
 func (e *Engine) recordAttempt(ctx context.Context, tx store.Tx, job *river.Job[StepArgs], call *nodes.Call, res nodes.Result, execErr error) error {
 	args := job.Args
-	now := e.now().UTC()
+	now := e.now()
 	attempt := store.Attempt{RunID: args.RunID, StepID: args.StepID, Number: args.Attempt, Status: store.AttemptSucceeded,
 		IdempotencyKey: call.IdempotencyKey, StartedAt: now, FinishedAt: &now}
 	if execErr != nil {

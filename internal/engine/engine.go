@@ -31,7 +31,6 @@ var (
 	ErrInvalidInput = errors.New("engine: invalid input")
 	ErrFinal        = errors.New("engine: run already finished")
 	ErrNotPending   = errors.New("engine: task already decided")
-	ErrStopped      = errors.New("engine: not running")
 )
 
 // Config wires an Engine.

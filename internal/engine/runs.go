@@ -40,7 +40,7 @@ func (e *Engine) SaveWorkflow(ctx context.Context, filename string, src []byte) 
 	}
 	def := plan.Definition
 	nv := store.NewVersion{Project: def.Project, Name: def.Name, Hash: plan.Hash, Definition: plan.Canonical, Source: src,
-		At: e.now().UTC()}
+		At: e.now()}
 	if def.Trigger.Webhook != nil {
 		nv.WebhookPath = def.Trigger.Webhook.Path
 	}
@@ -132,7 +132,7 @@ func (e *Engine) Cancel(ctx context.Context, runID string) (store.Run, error) {
 				}
 			}
 		}
-		now := e.now().UTC()
+		now := e.now()
 		st.run.Status, st.run.Error, st.run.UpdatedAt, st.run.FinishedAt = store.RunCancelled, "cancelled", now, &now
 		if err := tx.UpdateRun(ctx, st.run); err != nil {
 			return err
@@ -154,7 +154,7 @@ func (e *Engine) Decide(ctx context.Context, taskID string, approve bool, by, co
 	}
 	var task store.Task
 	err := e.store.InTx(ctx, func(tx store.Tx) error {
-		t, err := tx.DecideTask(ctx, taskID, status, by, comment, e.now().UTC())
+		t, err := tx.DecideTask(ctx, taskID, status, by, comment, e.now())
 		if errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("%w: %v", ErrNotPending, err)
 		}
@@ -198,7 +198,7 @@ func (e *Engine) createRun(ctx context.Context, tx store.Tx, wf store.Workflow, 
 	if err != nil {
 		return store.Run{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
-	now := e.now().UTC()
+	now := e.now()
 	run := store.Run{ID: store.NewID("run"), ProjectID: wf.ProjectID, WorkflowID: wf.ID, VersionID: versionID, Status: store.RunPending,
 		Trigger: trigger, Input: data, CreatedAt: now, UpdatedAt: now}
 	if err := tx.CreateRun(ctx, run); err != nil {

@@ -42,7 +42,7 @@ func (e *Engine) endTimer(ctx context.Context, job *river.Job[StepArgs]) error {
 // expireTask ends an approval whose deadline passed without a decision.
 func (e *Engine) expireTask(ctx context.Context, job *river.Job[StepArgs]) error {
 	return e.store.InTx(ctx, func(tx store.Tx) error {
-		_, err := tx.DecideTask(ctx, job.Args.TaskID, store.TaskExpired, "moat", "no decision before the deadline", e.now().UTC())
+		_, err := tx.DecideTask(ctx, job.Args.TaskID, store.TaskExpired, "moat", "no decision before the deadline", e.now())
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 			return completeJob(ctx, tx, job) // decided in time
 		}
@@ -68,7 +68,7 @@ func (e *Engine) resolveApproval(ctx context.Context, tx store.Tx, runID, stepID
 	}
 	ps := st.plan.Step(stepID)
 	out := map[string]any{"decision": decision, "approved": decision == "approved", "decidedBy": by, "comment": comment,
-		"decidedAt": e.now().UTC().Format(time.RFC3339Nano)}
+		"decidedAt": e.now().Format(time.RFC3339Nano)}
 	status, msg := store.StepSucceeded, ""
 	policy := map[string]string{"rejected": "onReject", "expired": "onTimeout"}[decision]
 	if policy != "" {

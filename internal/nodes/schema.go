@@ -26,11 +26,6 @@ func str(description string) map[string]any {
 	return map[string]any{"type": "string", "description": description}
 }
 
-func withDescription(s map[string]any, description string) map[string]any {
-	s["description"] = description
-	return s
-}
-
 // expression is a raw CEL field: a string without braces.
 func expression(description string) map[string]any {
 	return map[string]any{"type": "string", "minLength": 1, "maxLength": 4096, "description": description, "x-moat-expression": true}

@@ -14,8 +14,7 @@ import (
 
 // echo is a connector that answers with the last message, counting calls.
 type echo struct {
-	calls  atomic.Int32
-	stream bool
+	calls atomic.Int32
 }
 
 func (e *echo) Kind() string { return "echo" }
