@@ -24,6 +24,9 @@ type runState struct {
 	// outputs caches decoded step outputs.
 	outputs map[string]any
 	dirty   map[string]bool
+	// vars is what expressions see, built on first use and kept current by
+	// set, so advancing through n steps does not rebuild it n times.
+	vars workflow.Vars
 }
 
 func (e *Engine) loadState(ctx context.Context, tx store.Tx, runID string) (*runState, error) {
@@ -69,13 +72,16 @@ func (st *runState) output(id string) any {
 
 // vars is what expressions see: only steps that have finished are present.
 func (e *Engine) vars(st *runState) workflow.Vars {
+	if st.vars != nil {
+		return st.vars
+	}
 	steps := make(map[string]any, len(st.steps))
 	for id, s := range st.steps {
 		if s.Status.Final() {
-			steps[id] = map[string]any{"output": st.output(id), "status": string(s.Status)}
+			steps[id] = st.stepVar(s)
 		}
 	}
-	return workflow.Vars{
+	st.vars = workflow.Vars{
 		"input": st.input,
 		"steps": steps,
 		"run": map[string]any{
@@ -88,12 +94,25 @@ func (e *Engine) vars(st *runState) workflow.Vars {
 		},
 		"env": map[string]any{"name": e.envName},
 	}
+	return st.vars
+}
+
+func (st *runState) stepVar(s *store.Step) map[string]any {
+	return map[string]any{"output": st.output(s.StepID), "status": string(s.Status)}
 }
 
 func (st *runState) set(s *store.Step) {
 	st.steps[s.StepID] = s
 	delete(st.outputs, s.StepID)
 	st.dirty[s.StepID] = true
+	if st.vars != nil {
+		steps := st.vars["steps"].(map[string]any)
+		if s.Status.Final() {
+			steps[s.StepID] = st.stepVar(s)
+		} else {
+			delete(steps, s.StepID)
+		}
+	}
 }
 
 // finishStep records a step's final state.
