@@ -33,6 +33,7 @@ func (e *Engine) executeEffect(ctx context.Context, job *river.Job[StepArgs]) er
 		call    *nodes.Call
 		exec    nodes.Executor
 		timeout time.Duration
+		started time.Time // when this attempt first began, across crashes
 		done    bool
 	)
 	err := e.store.InTx(ctx, func(tx store.Tx) error {
@@ -71,7 +72,19 @@ func (e *Engine) executeEffect(ctx context.Context, job *river.Job[StepArgs]) er
 		}
 		now := e.now()
 		key := IdempotencyKey(args.RunID, args.StepID, args.Attempt)
-		if s.Attempts < args.Attempt {
+		started = now
+		if s.Attempts >= args.Attempt {
+			// Run again after a crash: the attempt keeps its start.
+			prior, err := tx.ListAttempts(ctx, args.RunID)
+			if err != nil {
+				return err
+			}
+			for _, a := range prior {
+				if a.StepID == args.StepID && a.Number == args.Attempt {
+					started = a.StartedAt
+				}
+			}
+		} else {
 			s.Attempts, s.Status, s.UpdatedAt = args.Attempt, store.StepRunning, now
 			if s.StartedAt == nil {
 				s.StartedAt = &now
@@ -110,7 +123,7 @@ func (e *Engine) executeEffect(ctx context.Context, job *river.Job[StepArgs]) er
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	return e.store.InTx(commitCtx, func(tx store.Tx) error {
-		return e.recordAttempt(commitCtx, tx, job, call, res, execErr)
+		return e.recordAttempt(commitCtx, tx, job, call, started, res, execErr)
 	})
 }
 
@@ -133,24 +146,17 @@ func (e *Engine) runGuarded(ctx context.Context, exec nodes.Executor, call *node
 	return res, err
 }
 
-func (e *Engine) recordAttempt(ctx context.Context, tx store.Tx, job *river.Job[StepArgs], call *nodes.Call, res nodes.Result, execErr error) error {
+func (e *Engine) recordAttempt(ctx context.Context, tx store.Tx, job *river.Job[StepArgs], call *nodes.Call, started time.Time, res nodes.Result, execErr error) error {
 	args := job.Args
 	now := e.now()
 	attempt := store.Attempt{RunID: args.RunID, StepID: args.StepID, Number: args.Attempt, Status: store.AttemptSucceeded,
-		IdempotencyKey: call.IdempotencyKey, StartedAt: now, FinishedAt: &now}
+		IdempotencyKey: call.IdempotencyKey, StartedAt: started, FinishedAt: &now}
 	if execErr != nil {
 		attempt.Status, attempt.Error = store.AttemptFailed, execErr.Error()
 	}
 	st, err := e.loadState(ctx, tx, args.RunID)
 	if err != nil {
 		return err
-	}
-	if prior, err := tx.ListAttempts(ctx, args.RunID); err == nil {
-		for _, a := range prior {
-			if a.StepID == args.StepID && a.Number == args.Attempt {
-				attempt.StartedAt = a.StartedAt
-			}
-		}
 	}
 	if err := tx.UpsertAttempt(ctx, attempt); err != nil {
 		return err
