@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/danielgtaylor/huma/v2"
 	"github.com/moatproject/moat/internal/engine"
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/workflow"
@@ -157,15 +158,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// writeError answers a plain handler's error as apiError would answer a
+// huma operation's, so both kinds of route say the same thing.
 func (h *handlers) writeError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, store.ErrUnavailable):
-		h.Logger.Error("database unavailable", "error", err)
-		writeProblem(w, http.StatusServiceUnavailable, "the database is unavailable (locked or unreachable); nothing was written, try again")
-	case errors.Is(err, store.ErrNotFound):
-		writeProblem(w, http.StatusNotFound, err.Error())
-	default:
-		h.Logger.Error("webhook failed", "error", err)
+	var model *huma.ErrorModel
+	if !errors.As(h.apiError(err), &model) {
 		writeProblem(w, http.StatusInternalServerError, "internal error; see the server log")
+		return
 	}
+	writeProblem(w, model.Status, model.Detail)
 }
