@@ -38,9 +38,18 @@ type Request struct {
 	Schema     map[string]any `json:"schema,omitempty"`
 	SchemaName string         `json:"schemaName,omitempty"`
 	// Labels, when set, is a classification: the answer must be one of them.
-	Labels      []string `json:"labels,omitempty"`
-	MaxTokens   int      `json:"maxTokens,omitempty"`
-	Temperature *float64 `json:"temperature,omitempty"`
+	Labels []string `json:"labels,omitempty"`
+	// Examples are labelled texts given with a classification: the local
+	// connector trains on them, the others show them as few-shot examples.
+	Examples    []Example `json:"examples,omitempty"`
+	MaxTokens   int       `json:"maxTokens,omitempty"`
+	Temperature *float64  `json:"temperature,omitempty"`
+}
+
+// Example is one labelled text.
+type Example struct {
+	Text  string `json:"text"`
+	Label string `json:"label"`
 }
 
 // Usage counts tokens as the upstream reports them.

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/moatproject/moat/internal/connectors"
 )
 
 // Limits on training data.
@@ -33,10 +35,7 @@ const (
 )
 
 // Example is one labelled text.
-type Example struct {
-	Text  string `json:"text"`
-	Label string `json:"label"`
-}
+type Example = connectors.Example
 
 // Options tune training; the zero value gives the defaults.
 type Options struct {

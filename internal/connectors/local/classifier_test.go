@@ -141,14 +141,14 @@ func TestTrainingIsDeterministic(t *testing.T) {
 
 func TestTrainErrors(t *testing.T) {
 	t.Parallel()
-	ok := []Example{{"refund please", "refund"}, {"app crashes", "bug"}}
+	ok := []Example{{Text: "refund please", Label: "refund"}, {Text: "app crashes", Label: "bug"}}
 	big := make([]Example, MaxExamples+1)
 	for i := range big {
-		big[i] = Example{"x", "a"}
+		big[i] = Example{Text: "x", Label: "a"}
 	}
 	manyLabels := make([]Example, MaxLabels+1)
 	for i := range manyLabels {
-		manyLabels[i] = Example{"text", strings.Repeat("l", i+1)}
+		manyLabels[i] = Example{Text: "text", Label: strings.Repeat("l", i+1)}
 	}
 	tests := []struct {
 		name     string
@@ -157,11 +157,11 @@ func TestTrainErrors(t *testing.T) {
 		want     string
 	}{
 		{"none", nil, Options{}, "no training examples"},
-		{"one label", []Example{{"a b", "x"}, {"c d", "x"}}, Options{}, "at least 2 distinct labels"},
-		{"empty text", append(ok, Example{"  ", "bug"}), Options{}, "example 2 has an empty text"},
-		{"empty label", append(ok, Example{"text", ""}), Options{}, "example 2 has an empty label"},
-		{"no words", append(ok, Example{"?!", "bug"}), Options{}, "example 2 has no words"},
-		{"text too long", append(ok, Example{strings.Repeat("a", MaxExampleBytes+1), "bug"}), Options{}, "more than the limit"},
+		{"one label", []Example{{Text: "a b", Label: "x"}, {Text: "c d", Label: "x"}}, Options{}, "at least 2 distinct labels"},
+		{"empty text", append(ok, Example{Text: "  ", Label: "bug"}), Options{}, "example 2 has an empty text"},
+		{"empty label", append(ok, Example{Text: "text", Label: ""}), Options{}, "example 2 has an empty label"},
+		{"no words", append(ok, Example{Text: "?!", Label: "bug"}), Options{}, "example 2 has no words"},
+		{"text too long", append(ok, Example{Text: strings.Repeat("a", MaxExampleBytes+1), Label: "bug"}), Options{}, "more than the limit"},
 		{"too many examples", big, Options{}, "more than the limit of 100000"},
 		{"too many labels", manyLabels, Options{}, "distinct labels, more than the limit"},
 		{"bad model", ok, Options{Model: "svm"}, "unknown model"},

@@ -153,7 +153,7 @@ func TestConnectorRejects(t *testing.T) {
 
 func TestNewValidatesLabels(t *testing.T) {
 	t.Parallel()
-	ex := []Example{{"refund me", "refund"}, {"it crashes", "bug"}}
+	ex := []Example{{Text: "refund me", Label: "refund"}, {Text: "it crashes", Label: "bug"}}
 	tests := []struct {
 		name string
 		cfg  Config
