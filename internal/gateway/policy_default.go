@@ -11,13 +11,11 @@ package gateway
 //     beyond recall; the remedy is a better vendor, not a weaker transform.
 //  2. confidential-to-training: confidential data likewise never goes to a
 //     vendor that trains on it.
-//  3. on-premises-financial-ids: on-premises, card numbers, US SSNs and
-//     IBANs are still tokenised: models need not see them to do their work,
-//     and on-premises logs and caches are where such numbers leak from.
-//  4. on-premises-pii: other personal data may go to on-premises models as
-//     it is; the data does not leave the customer's machines.
-//  5. off-premises-pii: everywhere else (private cloud, managed service, or
-//     an unknown location) personal data is tokenised.
+//  3. pii-tokenized: everywhere else, on-premises included, personal data
+//     is tokenised. Models rarely need the values to do their work, and
+//     on-premises logs and caches are where such values leak from; a team
+//     that wants an on-premises model to see them adds an allow rule for
+//     that vendor ahead of this one.
 //
 // Anything else falls to the secure default: pii.* tokenised, other
 // classes allowed. Trust does not change these decisions: the PII in an
@@ -36,17 +34,7 @@ func DefaultRules() []Rule {
 			Action: Block,
 		},
 		{
-			Name:   "on-premises-financial-ids",
-			When:   `vendor.location == "on-premises" && class in ["pii.card", "pii.us_ssn", "pii.iban"]`,
-			Action: Tokenize,
-		},
-		{
-			Name:   "on-premises-pii",
-			When:   `vendor.location == "on-premises" && class.startsWith("pii.")`,
-			Action: Allow,
-		},
-		{
-			Name:   "off-premises-pii",
+			Name:   "pii-tokenized",
 			When:   `class.startsWith("pii.")`,
 			Action: Tokenize,
 		},

@@ -44,15 +44,12 @@ func TestDefaultPolicy(t *testing.T) {
 	classes := []string{"pii.email", "pii.card", "pii.us_ssn", "pii.iban", "pii.phone", "secret.api_key", "secret", "public", "confidential", "injection"}
 	// expected[class][vendor name]; trust never changes the default policy's decision.
 	B := want{Block, "pii-to-training-or-retention"}
-	T := want{Tokenize, "off-premises-pii"}
-	TF := want{Tokenize, "on-premises-financial-ids"}
-	A := want{Allow, "on-premises-pii"}
+	T := want{Tokenize, "pii-tokenized"}
 	S := want{Block, RuleSecret}
 	D := want{Allow, RuleDefault}
 	I := want{Allow, RuleInjection}
 	C := want{Block, "confidential-to-training"}
-	pii := map[string]want{"on-premises": A, "private-cloud": T, "managed": T, "trains": B, "retains-365": B, "unknown": B, "on-prem-trains": B}
-	fin := map[string]want{"on-premises": TF, "private-cloud": T, "managed": T, "trains": B, "retains-365": B, "unknown": B, "on-prem-trains": B}
+	pii := map[string]want{"on-premises": T, "private-cloud": T, "managed": T, "trains": B, "retains-365": B, "unknown": B, "on-prem-trains": B}
 	same := func(w want) map[string]want {
 		m := map[string]want{}
 		for _, v := range vendors {
@@ -64,7 +61,7 @@ func TestDefaultPolicy(t *testing.T) {
 	conf["trains"], conf["on-prem-trains"] = C, C
 	expected := map[string]map[string]want{
 		"pii.email": pii, "pii.phone": pii,
-		"pii.card": fin, "pii.us_ssn": fin, "pii.iban": fin,
+		"pii.card": pii, "pii.us_ssn": pii, "pii.iban": pii,
 		"secret.api_key": same(S), "secret": same(S),
 		"public": same(D), "confidential": conf,
 		"injection": same(I),
@@ -276,7 +273,7 @@ func TestPolicyWithTransformer(t *testing.T) {
 		err  bool
 	}{
 		{"managed", managed, "Ticket from <EMAIL_1>: card <CARD_1> was charged twice.", false},
-		{"on-premises", onPrem, "Ticket from ana@example.com: card <CARD_1> was charged twice.", false},
+		{"on-premises", onPrem, "Ticket from <EMAIL_1>: card <CARD_1> was charged twice.", false},
 		{"trains", trainer, "", true},
 	} {
 		tr := &Transformer{Tokens: NewTokenizer()}

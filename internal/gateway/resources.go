@@ -30,13 +30,18 @@ type Vendor struct {
 	Location             string `json:"location"`
 	Region               string `json:"region,omitempty"`
 	TrainsOnCustomerData bool   `json:"trainsOnCustomerData"`
-	// RetentionDays: 0 keeps nothing, -1 is unknown (read as forever).
-	RetentionDays int `json:"retentionDays"`
+	// RetentionDays: 0 keeps nothing, -1 is unknown (read as forever);
+	// absent counts as unknown, so a vendor nobody asked is not trusted.
+	RetentionDays *int `json:"retentionDays,omitempty"`
 }
 
 // Profile is what policy rules see of the vendor.
 func (v Vendor) Profile() VendorProfile {
-	return VendorProfile{Name: v.Name, Location: v.Location, Region: v.Region, TrainsOnCustomerData: v.TrainsOnCustomerData, RetentionDays: v.RetentionDays}
+	retention := -1
+	if v.RetentionDays != nil {
+		retention = *v.RetentionDays
+	}
+	return VendorProfile{Name: v.Name, Location: v.Location, Region: v.Region, TrainsOnCustomerData: v.TrainsOnCustomerData, RetentionDays: retention}
 }
 
 // Connector is one configured AI or ML service (kind Connector).
