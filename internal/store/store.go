@@ -110,6 +110,51 @@ type Queries interface {
 	FindToken(ctx context.Context, hash []byte) (Token, error)
 	CountTokens(ctx context.Context) (int, error)
 	TouchToken(ctx context.Context, id string, at time.Time) error
+
+	// The gateway's resources (Vendor, Connector, Model), one row per kind
+	// and name.
+	//
+	// PutResource creates or replaces a resource and reports whether
+	// anything changed: a resource whose Hash equals the stored one is left
+	// as it is (changed=false) and the stored row is returned.
+	PutResource(ctx context.Context, r Resource) (Resource, bool, error)
+	GetResource(ctx context.Context, kind, name string) (Resource, error)
+	// ListResources lists the resources of kind, or all when kind is "",
+	// ordered by kind then name.
+	ListResources(ctx context.Context, kind string) ([]Resource, error)
+	// DeleteResource fails with ErrNotFound when there is no such resource.
+	DeleteResource(ctx context.Context, kind, name string) error
+
+	// Tokens the gateway issued within a run, so that a value gets the same
+	// token in every step of the run, on any node.
+	//
+	// LoadRunTokens lists a run's tokens by CreatedAt, then Token.
+	LoadRunTokens(ctx context.Context, runID string) ([]RunToken, error)
+	// AddRunTokens adds tokens to a run. A token already there with the
+	// same class and value is skipped; a token there with another class or
+	// value, or a class and value there under another token, fails the call
+	// with ErrConflict and nothing is added.
+	AddRunTokens(ctx context.Context, runID string, tokens []RunToken) error
+}
+
+// Resource is one gateway resource as stored.
+type Resource struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Spec is the canonical JSON of the gateway type (gateway.Vendor, …).
+	Spec      []byte    `json:"-"`
+	Hash      string    `json:"hash"` // hex SHA-256 of Spec
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// RunToken is one token of a run and the value it stands for. Value is
+// payload: it never appears in an error or a log line.
+type RunToken struct {
+	Token     string
+	Class     string
+	Value     string
+	CreatedAt time.Time
 }
 
 // Project groups workflows.

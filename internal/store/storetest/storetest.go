@@ -41,6 +41,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"InTxRollback", testInTxRollback},
 		{"InTxCommit", testInTxCommit},
 		{"NotFound", testNotFound},
+		{"Resources", testResources},
+		{"ResourcesInTx", testResourcesInTx},
+		{"RunTokens", testRunTokens},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
