@@ -139,7 +139,7 @@ func buildParams(req connectors.Request) (sdk.MessageNewParams, error) {
 	if req.Temperature != nil {
 		p.Temperature = sdk.Float(*req.Temperature)
 	}
-	for i, m := range req.Messages {
+	for i, m := range connectors.FewShotMessages(req) {
 		switch m.Role {
 		case connectors.System:
 			p.System = append(p.System, sdk.TextBlockParam{Text: m.Content})

@@ -25,7 +25,10 @@ type vars struct {
 func varsOf(req connectors.Request) (vars, error) {
 	v := vars{model: req.Model}
 	var system []string
-	for _, m := range req.Messages {
+	// A classification's examples are shown to the model as a system
+	// message, so they reach both {{ system }} and {{ messages_json }}.
+	msgs := connectors.FewShotMessages(req)
+	for _, m := range msgs {
 		switch m.Role {
 		case connectors.System:
 			system = append(system, m.Content)
@@ -34,7 +37,6 @@ func varsOf(req connectors.Request) (vars, error) {
 		}
 	}
 	v.system = strings.Join(system, "\n\n")
-	msgs := req.Messages
 	if msgs == nil {
 		msgs = []connectors.Message{}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -40,6 +41,8 @@ type Config struct {
 // process.
 type Connector struct {
 	classifier *Classifier // nil when no examples were configured
+	options    Options
+	cache      *classifierCache // of classifiers trained on requests' examples
 }
 
 var _ connectors.Connector = (*Connector)(nil)
@@ -75,7 +78,7 @@ func New(cfg Config) (*Connector, error) {
 			return nil, fmt.Errorf("local: no example for labels %q", missing)
 		}
 	}
-	c := &Connector{}
+	c := &Connector{options: cfg.Options, cache: newClassifierCache(RequestCacheSize)}
 	if len(cfg.Examples) > 0 {
 		cl, err := Train(cfg.Examples, cfg.Options)
 		if err != nil {
@@ -147,24 +150,33 @@ func promptTokens(req connectors.Request) int {
 	return n
 }
 
+// classify uses the request's own examples when it brings some (a step's
+// examples), the connector's otherwise.
 func (c *Connector) classify(req connectors.Request) (connectors.Response, error) {
-	if c.classifier == nil {
-		return connectors.Response{}, rejected("classification needs training examples in the connector's settings; none are configured")
+	cl := c.classifier
+	if len(req.Examples) > 0 {
+		var err error
+		if cl, err = c.requestClassifier(req.Examples); err != nil {
+			return connectors.Response{}, err
+		}
+	}
+	if cl == nil {
+		return connectors.Response{}, rejected("classification needs training examples, in the request or in the connector's settings; there are none")
 	}
 	var unknown []string
 	for _, l := range req.Labels {
-		if !slices.Contains(c.classifier.labels, l) && !slices.Contains(unknown, l) {
+		if !slices.Contains(cl.labels, l) && !slices.Contains(unknown, l) {
 			unknown = append(unknown, l)
 		}
 	}
 	if len(unknown) > 0 {
-		return connectors.Response{}, rejected("labels %q were not trained (trained: %q)", unknown, c.classifier.labels)
+		return connectors.Response{}, rejected("labels %q were not trained (trained: %q)", unknown, cl.labels)
 	}
 	text, err := lastUser(req)
 	if err != nil {
 		return connectors.Response{}, err
 	}
-	label, _ := c.classifier.PredictAmong(text, req.Labels)
+	label, _ := cl.PredictAmong(text, req.Labels)
 	return connectors.Response{
 		Content:      label,
 		Model:        ClassifierResponseModel,
@@ -193,7 +205,7 @@ func (c *Connector) entities(req connectors.Request) (connectors.Response, error
 	if err != nil {
 		return connectors.Response{}, err
 	}
-	findings := detect.Scan(text)
+	findings := withPlaceholders(text, detect.Scan(text))
 	out := Entities{Entities: make([]Entity, 0, len(findings))}
 	// Findings are sorted by start and do not overlap: walk the text once,
 	// turning code-point offsets into byte offsets.
@@ -224,4 +236,39 @@ func (c *Connector) entities(req connectors.Request) (connectors.Response, error
 		FinishReason: "stop",
 		Usage:        connectors.Usage{PromptTokens: promptTokens(req), CompletionTokens: len(strings.Fields(string(body)))},
 	}, nil
+}
+
+// placeholderPattern is the shape of the gateway's tokens (<EMAIL_1>).
+var placeholderPattern = regexp.MustCompile(`<[A-Z][A-Z0-9_]{0,63}_[0-9]{1,9}>`)
+
+// withPlaceholders adds the gateway's tokens in text to findings as
+// entities of type "placeholder": the local model sees personal data the way
+// any vendor does, tokenised, and reports where it stood, so the answer
+// restored by the gateway names the values. Findings that overlap a
+// placeholder are dropped (a detector may see part of one).
+func withPlaceholders(text string, findings []detect.Finding) []detect.Finding {
+	matches := placeholderPattern.FindAllStringIndex(text, -1)
+	if len(matches) == 0 {
+		return findings
+	}
+	out := make([]detect.Finding, 0, len(findings)+len(matches))
+	for _, m := range matches {
+		start := utf8.RuneCountInString(text[:m[0]])
+		out = append(out, detect.Finding{Type: "placeholder", Start: start, End: start + utf8.RuneCountInString(text[m[0]:m[1]]), Score: 1})
+	}
+	placeholders := len(out)
+	for _, f := range findings {
+		overlaps := false
+		for _, p := range out[:placeholders] {
+			if f.Start < p.End && p.Start < f.End {
+				overlaps = true
+				break
+			}
+		}
+		if !overlaps {
+			out = append(out, f)
+		}
+	}
+	slices.SortFunc(out, func(a, b detect.Finding) int { return a.Start - b.Start })
+	return out
 }

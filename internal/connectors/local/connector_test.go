@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -168,5 +169,32 @@ func TestNewValidatesLabels(t *testing.T) {
 		if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestEntitiesReportPlaceholders(t *testing.T) {
+	c, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "Write to <EMAIL_1> or ana@example.com, card <CARD_12>; not <email_1> nor <EMAIL_>."
+	resp, err := c.Chat(context.Background(), connectors.Request{Model: EntitiesModel, Messages: []connectors.Message{{Role: connectors.User, Content: text}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Entities
+	if err := json.Unmarshal([]byte(resp.Content), &got); err != nil {
+		t.Fatal(err)
+	}
+	var summary []string
+	for _, e := range got.Entities {
+		summary = append(summary, e.Type+":"+e.Text)
+		if r := []rune(text); string(r[e.Start:e.End]) != e.Text {
+			t.Errorf("%s: offsets %d-%d do not hold its text", e.Type, e.Start, e.End)
+		}
+	}
+	want := []string{"placeholder:<EMAIL_1>", "pii.email:ana@example.com", "placeholder:<CARD_12>"}
+	if !slices.Equal(summary, want) {
+		t.Errorf("entities %q, want %q", summary, want)
 	}
 }

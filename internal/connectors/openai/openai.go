@@ -9,11 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	sdk "github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/azure"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 
@@ -44,6 +47,11 @@ type Config struct {
 	// LegacyMaxTokens sends Request.MaxTokens as max_tokens rather than
 	// max_completion_tokens, for servers that only know the older field.
 	LegacyMaxTokens bool
+	// AzureAPIVersion, when set, speaks Azure OpenAI: BaseURL is the
+	// resource's endpoint (https://NAME.openai.azure.com), Request.Model is
+	// the deployment name, and APIKey goes in the api-key header. Plain
+	// http is allowed only to a loopback endpoint, for local tests.
+	AzureAPIVersion string
 }
 
 // Connector calls one chat-completions endpoint.
@@ -74,15 +82,23 @@ func New(cfg Config) (*Connector, error) {
 	}
 	hc := connectors.HTTPClientOr(cfg.HTTPClient)
 	opts := []option.RequestOption{
-		option.WithBaseURL(strings.TrimSuffix(base, "/") + "/"),
 		option.WithHTTPClient(hc),
 		option.WithMaxRetries(0),
 	}
-	if cfg.APIKey != "" {
-		opts = append(opts, option.WithAPIKey(cfg.APIKey))
-	}
-	if cfg.Organization != "" {
-		opts = append(opts, option.WithOrganization(cfg.Organization))
+	if cfg.AzureAPIVersion != "" {
+		azureOpts, err := azureOptions(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, azureOpts...)
+	} else {
+		opts = append(opts, option.WithBaseURL(strings.TrimSuffix(base, "/")+"/"))
+		if cfg.APIKey != "" {
+			opts = append(opts, option.WithAPIKey(cfg.APIKey))
+		}
+		if cfg.Organization != "" {
+			opts = append(opts, option.WithOrganization(cfg.Organization))
+		}
 	}
 	// The chat-completions service alone, rather than sdk.NewClient, so that
 	// no OPENAI_* environment variable changes what is sent.
@@ -91,6 +107,41 @@ func New(cfg Config) (*Connector, error) {
 		timeout:   timeout,
 		legacyMax: cfg.LegacyMaxTokens,
 	}, nil
+}
+
+// azureOptions are the SDK options of an Azure OpenAI endpoint.
+func azureOptions(cfg Config) ([]option.RequestOption, error) {
+	if cfg.BaseURL == "" {
+		return nil, errors.New("openai: Azure OpenAI needs the resource's endpoint as the base URL")
+	}
+	if !connectors.PlainCode(cfg.AzureAPIVersion) {
+		return nil, errors.New("openai: the Azure API version must be a plain version such as 2024-10-21")
+	}
+	if cfg.APIKey == "" {
+		return nil, errors.New("openai: Azure OpenAI needs an API key")
+	}
+	if cfg.Organization != "" {
+		return nil, errors.New("openai: Azure OpenAI has no organization; leave it empty")
+	}
+	endpoint := strings.TrimSuffix(cfg.BaseURL, "/") + "/"
+	opts := []option.RequestOption{
+		azure.WithEndpoint(endpoint, cfg.AzureAPIVersion),
+		azure.WithAPIKey(cfg.APIKey),
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, errors.New("openai: the Azure endpoint does not parse")
+	}
+	if u.Scheme == "http" {
+		// The SDK sends a key over plain http only when allowed, and then
+		// only to loopback; anything else is refused here, not at each call.
+		ip := net.ParseIP(u.Hostname())
+		if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return nil, errors.New("openai: an Azure endpoint must be https (plain http only to a loopback address)")
+		}
+		opts = append(opts, azure.WithUnsafeAllowHTTP())
+	}
+	return opts, nil
 }
 
 // Kind is "openai".
@@ -144,8 +195,9 @@ func (c *Connector) params(req connectors.Request) (sdk.ChatCompletionNewParams,
 		return p, rejected(errors.New("request has no messages"))
 	}
 	p.Model = shared.ChatModel(req.Model)
-	p.Messages = make([]sdk.ChatCompletionMessageParamUnion, 0, len(req.Messages))
-	for i, m := range req.Messages {
+	messages := connectors.FewShotMessages(req)
+	p.Messages = make([]sdk.ChatCompletionMessageParamUnion, 0, len(messages))
+	for i, m := range messages {
 		switch m.Role {
 		case connectors.System:
 			p.Messages = append(p.Messages, sdk.SystemMessage(m.Content))

@@ -47,10 +47,13 @@ type keyed struct {
 	Labels      []string             `json:"labels"`
 	MaxTokens   int                  `json:"maxTokens"`
 	Temperature *float64             `json:"temperature"`
+	// Examples decide a classification's answer too; omitted when there
+	// are none, so the keys of cassettes recorded before they existed hold.
+	Examples []connectors.Example `json:"examples,omitempty"`
 }
 
 // Key is the hex SHA-256 of the canonical JSON of what decides an answer:
-// model, messages, schema, labels, max tokens and temperature (object keys
+// model, messages, schema, labels, max tokens, temperature and examples (object keys
 // sorted, no HTML escaping, no extra whitespace).
 func Key(req connectors.Request) (string, error) {
 	var buf bytes.Buffer
@@ -58,7 +61,7 @@ func Key(req connectors.Request) (string, error) {
 	enc.SetEscapeHTML(false)
 	err := enc.Encode(keyed{
 		Model: req.Model, Messages: req.Messages, Schema: req.Schema, Labels: req.Labels,
-		MaxTokens: req.MaxTokens, Temperature: req.Temperature,
+		MaxTokens: req.MaxTokens, Temperature: req.Temperature, Examples: req.Examples,
 	})
 	if err != nil {
 		return "", fmt.Errorf("replay: key: request cannot be encoded: %w", err)
