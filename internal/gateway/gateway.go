@@ -24,12 +24,23 @@ type Identity struct {
 	Step     string `json:"step,omitempty"`
 }
 
+// Role of a message; callers name roles through the gateway, since only
+// the gateway may reach connectors.
+type Role = connectors.Role
+
+// Roles.
+const (
+	System    = connectors.System
+	User      = connectors.User
+	Assistant = connectors.Assistant
+)
+
 // Message is an instruction or a turn of conversation. A workflow's
 // messages are written by its author (trusted); an API client's user and
 // assistant turns are untrusted. Every message is scanned either way.
 type Message struct {
-	Role    connectors.Role `json:"role"`
-	Content string          `json:"content"`
+	Role    Role   `json:"role"`
+	Content string `json:"content"`
 	// Trust is Trusted or Untrusted; "" counts as Trusted for messages.
 	Trust string `json:"trust,omitempty"`
 }

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -17,6 +19,9 @@ type Tokenizer struct {
 	// they are never issued, so a forged "<EMAIL_1>" cannot be restored into
 	// somebody's address.
 	reserved map[string]bool
+	// issued lists, in order, the tokens issued since the last Load: what a
+	// run's token store does not hold yet.
+	issued []string
 }
 
 type tokenEntry struct {
@@ -75,6 +80,7 @@ func (t *Tokenizer) Token(class, value string) string {
 	}
 	t.byValue[key] = tok
 	t.byToken[tok] = tokenEntry{class: class, value: value}
+	t.issued = append(t.issued, tok)
 	return tok
 }
 
@@ -161,3 +167,103 @@ func allDigits(s string) bool {
 
 // String describes the tokenizer without its values.
 func (t *Tokenizer) String() string { return fmt.Sprintf("tokenizer(%d values)", len(t.byToken)) }
+
+// MaxLoadedTokens bounds the entries Load accepts: a run holding more is
+// refused (fail closed) rather than held in memory for every call.
+const MaxLoadedTokens = 100_000
+
+// ErrTokenConflict: entries given to Load disagree with each other or with
+// what the tokenizer already holds (one token for two values, or two tokens
+// for one value), so restoring could give somebody else's value back.
+var ErrTokenConflict = errors.New("gateway: token conflict")
+
+// Load adds tokens issued earlier in the run (from a TokenStore), so that
+// the same value gets the same token in every step and those tokens can be
+// restored. Loaded tokens are never issued again and are not reported by
+// NewEntries. A malformed or conflicting entry fails the whole load and
+// leaves the tokenizer as it was.
+func (t *Tokenizer) Load(entries []TokenEntry) error {
+	if len(entries) > MaxLoadedTokens {
+		return fmt.Errorf("gateway: load tokens: %d entries, over the limit of %d", len(entries), MaxLoadedTokens)
+	}
+	type parsed struct {
+		prefix string
+		n      int
+	}
+	nums := make([]parsed, len(entries))
+	byToken := make(map[string]tokenEntry, len(entries))
+	byValue := make(map[string]string, len(entries))
+	for i, e := range entries {
+		prefix, n, ok := parseToken(e.Token)
+		if !ok || e.Class == "" || prefix != tokenPrefix(e.Class) {
+			return fmt.Errorf("gateway: load tokens: entry %d is not a token of its class", i)
+		}
+		key := e.Class + "\x00" + e.Value
+		if old, ok := byToken[e.Token]; ok && old != (tokenEntry{class: e.Class, value: e.Value}) {
+			return fmt.Errorf("gateway: load tokens: %w: %s stands for two values", ErrTokenConflict, e.Token)
+		}
+		if old, ok := t.byToken[e.Token]; ok && old != (tokenEntry{class: e.Class, value: e.Value}) {
+			return fmt.Errorf("gateway: load tokens: %w: %s stands for two values", ErrTokenConflict, e.Token)
+		}
+		if old, ok := byValue[key]; ok && old != e.Token {
+			return fmt.Errorf("gateway: load tokens: %w: one %s value has tokens %s and %s", ErrTokenConflict, e.Class, old, e.Token)
+		}
+		if old, ok := t.byValue[key]; ok && old != e.Token {
+			return fmt.Errorf("gateway: load tokens: %w: one %s value has tokens %s and %s", ErrTokenConflict, e.Class, old, e.Token)
+		}
+		byToken[e.Token] = tokenEntry{class: e.Class, value: e.Value}
+		byValue[key] = e.Token
+		nums[i] = parsed{prefix, n}
+	}
+	for tok, e := range byToken {
+		t.byToken[tok] = e
+	}
+	for k, tok := range byValue {
+		t.byValue[k] = tok
+	}
+	for _, p := range nums {
+		if p.n > t.next[p.prefix] {
+			t.next[p.prefix] = p.n
+		}
+	}
+	t.issued = t.issued[:0]
+	return nil
+}
+
+// parseToken splits "<EMAIL_12>" into "EMAIL" and 12.
+func parseToken(tok string) (prefix string, n int, ok bool) {
+	ms := tokenMatches(tok)
+	if len(ms) != 1 || ms[0] != [2]int{0, len(tok)} {
+		return "", 0, false
+	}
+	body := tok[1 : len(tok)-1]
+	us := strings.LastIndexByte(body, '_')
+	n, err := strconv.Atoi(body[us+1:])
+	if err != nil || n <= 0 {
+		return "", 0, false
+	}
+	return body[:us], n, true
+}
+
+// NewEntries returns the tokens issued since the last Load (or since the
+// tokenizer was made), in the order they were issued: what must be saved
+// to the run's TokenStore before anything holding them leaves.
+func (t *Tokenizer) NewEntries() []TokenEntry {
+	out := make([]TokenEntry, len(t.issued))
+	for i, tok := range t.issued {
+		e := t.byToken[tok]
+		out[i] = TokenEntry{Token: tok, Class: e.class, Value: e.value}
+	}
+	return out
+}
+
+// Entries returns every token the tokenizer holds, loaded or issued,
+// sorted by token.
+func (t *Tokenizer) Entries() []TokenEntry {
+	out := make([]TokenEntry, 0, len(t.byToken))
+	for tok, e := range t.byToken {
+		out = append(out, TokenEntry{Token: tok, Class: e.class, Value: e.value})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Token < out[j].Token })
+	return out
+}

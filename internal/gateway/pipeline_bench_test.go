@@ -1,0 +1,39 @@
+package gateway
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/moatproject/moat/internal/connectors"
+)
+
+// benchPrompt is about 2 KB of prose holding an e-mail address, a phone
+// number and a card number, as a support ticket might.
+func benchPrompt() string {
+	var b strings.Builder
+	b.WriteString("The customer jane.doe@example.com called about invoice 4471 and asked us to call back on +44 20 7946 0958. ")
+	b.WriteString("She paid with card 4111 1111 1111 1111 and wants the refund sent to the same account as before. ")
+	for b.Len() < 2000 {
+		b.WriteString("The parcel left our warehouse on Monday, was held at the depot for two days and arrived damaged; ")
+		b.WriteString("she would like a replacement rather than a refund, if one is in stock, and an apology for the delay. ")
+	}
+	return b.String()
+}
+
+// BenchmarkGatewayChat measures the pipeline's own cost per call (every
+// stage but the network): an in-process connector answers at once.
+func BenchmarkGatewayChat(b *testing.B) {
+	conn := &fakeConn{reply: func(req connectors.Request) string { return "Noted for <EMAIL_1>." }}
+	g := newInProcessGateway(b, nil, conn)
+	req := Request{Identity: keyIdentity(), Model: "fake-chat", RestoreAll: true,
+		Messages: []Message{{Role: connectors.System, Content: "Summarise the call."}, userMsg(benchPrompt())}}
+	b.SetBytes(int64(len(req.Messages[1].Content)))
+	b.ReportAllocs()
+	for b.Loop() {
+		conn.reqs = conn.reqs[:0]
+		if _, err := g.Chat(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

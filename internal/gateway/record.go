@@ -1,0 +1,110 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/moatproject/moat/internal/connectors"
+)
+
+// maxRecordApplied bounds Record.Applied: a prompt with thousands of
+// findings is still one bounded audit event (Findings and Decisions keep
+// the full counts).
+const maxRecordApplied = 256
+
+// recordTimeout bounds writing a call's record. The record is written even
+// when the caller's context has ended (a cancelled call is recorded too),
+// so it runs on a context of its own.
+const recordTimeout = 10 * time.Second
+
+var requestIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newRequestID returns "req_" and 16 random base32 characters (80 bits).
+func newRequestID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails; it crashes the program instead
+	return "req_" + strings.ToLower(requestIDEncoding.EncodeToString(b[:]))
+}
+
+// digestMessages is the hex SHA-256 of the messages' JSON, as sent.
+func digestMessages(msgs []connectors.Message) string {
+	b, err := json.Marshal(msgs)
+	if err != nil {
+		// Messages are strings only; this cannot fail, but a digest of
+		// nothing must never pass for one of something.
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// digestText is the hex SHA-256 of text.
+func digestText(text string) string {
+	sum := sha256.Sum256([]byte(text))
+	return hex.EncodeToString(sum[:])
+}
+
+// addApplied counts the actions taken and keeps the first maxRecordApplied
+// of them (types, spans and actions only: Applied holds no value).
+func (r *Record) addApplied(applied []Applied) {
+	if len(applied) == 0 {
+		return
+	}
+	if r.Decisions == nil {
+		r.Decisions = map[string]int{}
+	}
+	for _, a := range applied {
+		r.Decisions[string(a.Action)]++
+		if len(r.Applied) < maxRecordApplied {
+			r.Applied = append(r.Applied, a)
+		}
+	}
+}
+
+func (r *Record) addFinding(class string) {
+	if r.Findings == nil {
+		r.Findings = map[string]int{}
+	}
+	r.Findings[class]++
+}
+
+// addChecks adds the kinds of problems, once each, sorted.
+func (r *Record) addChecks(probs []CheckProblem) {
+	for _, p := range probs {
+		found := false
+		for _, k := range r.Checks {
+			if k == p.Kind {
+				found = true
+				break
+			}
+		}
+		if !found {
+			r.Checks = append(r.Checks, p.Kind)
+		}
+	}
+	sort.Strings(r.Checks)
+}
+
+// writeRecord hands the record to the recorder. A recorder that fails, or
+// panics, fails the call: no call goes unrecorded.
+func writeRecord(ctx context.Context, rec Recorder, r Record) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("gateway: record: recorder panicked (%T)", p)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := rec.Record(ctx, r); err != nil {
+		return fmt.Errorf("gateway: record: %w", err)
+	}
+	return nil
+}
