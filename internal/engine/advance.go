@@ -234,7 +234,7 @@ func (e *Engine) startStep(ctx context.Context, tx store.Tx, st *runState, ps *w
 		if err != nil {
 			return nil, e.finishStep(st, ps.ID, ps.Uses, store.StepFailed, nil, nil, err.Error())
 		}
-		res, err := exec.Execute(ctx, &nodes.Call{Plan: st.plan, Step: ps, With: with, Vars: vars, Env: &e.env})
+		res, err := exec.Execute(ctx, &nodes.Call{Plan: st.plan, Step: ps, With: with, Vars: vars, RunID: st.run.ID, Env: &e.env})
 		if err != nil {
 			return nil, e.finishStep(st, ps.ID, ps.Uses, store.StepFailed, res.Output, nil, err.Error())
 		}

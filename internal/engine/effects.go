@@ -106,7 +106,7 @@ func (e *Engine) executeEffect(ctx context.Context, job *river.Job[StepArgs]) er
 		if timeout <= 0 {
 			timeout = defaultStepTimeout
 		}
-		call = &nodes.Call{Plan: st.plan, Step: ps, With: with, Vars: vars, IdempotencyKey: key, Attempt: args.Attempt, Env: &e.env}
+		call = &nodes.Call{Plan: st.plan, Step: ps, With: with, Vars: vars, IdempotencyKey: key, Attempt: args.Attempt, RunID: args.RunID, Env: &e.env}
 		return nil
 	})
 	if err != nil || done {

@@ -38,7 +38,9 @@ type Config struct {
 	Store    store.Store
 	Registry *nodes.Registry
 	HTTP     *http.Client
-	Logger   *slog.Logger
+	// AI is the gateway AI steps call; without it they fail.
+	AI     nodes.AI
+	Logger *slog.Logger
 	// Environment is the name runs see as env.name (dev, staging, prod).
 	Environment string
 	// Workers bounds concurrent jobs; default 100.
@@ -98,7 +100,7 @@ func New(cfg Config) (*Engine, error) {
 	if httpClient == nil {
 		httpClient = nodes.NewHTTPClient(nodes.EgressPolicy{})
 	}
-	e.env = nodes.Env{HTTP: httpClient, Registry: cfg.Registry, Now: e.now}
+	e.env = nodes.Env{HTTP: httpClient, Registry: cfg.Registry, Now: e.now, AI: cfg.AI}
 
 	switch cfg.Store.Dialect() {
 	case store.SQLite:

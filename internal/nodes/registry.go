@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/moatproject/moat/internal/workflow"
@@ -67,7 +68,10 @@ type Call struct {
 	// re-executions of that attempt.
 	IdempotencyKey string
 	Attempt        int
-	Env            *Env
+	// RunID is the run the step belongs to: the gateway keeps a run's
+	// tokens consistent across its steps.
+	RunID string
+	Env   *Env
 }
 
 // Result is what a step produced.
@@ -82,11 +86,16 @@ type Env struct {
 	HTTP     *http.Client
 	Registry *Registry
 	Now      func() time.Time
+	// AI is the gateway; without it AI steps fail.
+	AI AI
 }
 
 // Registry is the table of node types.
 type Registry struct {
 	byName map[string]Node
+	// hasConnector answers whether a step may name a connector; it is set
+	// by the app (the gateway's catalog) and may change on reload.
+	hasConnector atomic.Pointer[func(name string) bool]
 }
 
 // NewRegistry registers the given nodes.
@@ -102,6 +111,7 @@ func NewRegistry(nodes ...Node) *Registry {
 func Builtins() *Registry {
 	r := NewRegistry(
 		Transform{}, Switch{}, Filter{}, Wait{}, Approval{}, HTTPRequest{}, Respond{},
+		AIChat{}, AIExtract{}, AIClassify{},
 	)
 	r.byName["foreach"] = Foreach{registry: r}
 	return r
@@ -127,4 +137,20 @@ func (r *Registry) Names() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// SetConnectors sets how the registry knows the configured connectors a
+// step may name (nil: none). It is safe to call while workflows are saved.
+func (r *Registry) SetConnectors(has func(name string) bool) {
+	if has == nil {
+		r.hasConnector.Store(nil)
+		return
+	}
+	r.hasConnector.Store(&has)
+}
+
+// HasConnector implements workflow.Connectors.
+func (r *Registry) HasConnector(name string) bool {
+	has := r.hasConnector.Load()
+	return has != nil && (*has)(name)
 }

@@ -49,6 +49,25 @@ func parseTemplate(s string) ([]segment, error) {
 	}
 }
 
+// TemplateExpressions returns the CEL source of each {{ }} expression in s,
+// in order, and whether s is exactly one of them (nothing around it but
+// spaces). Nodes use it to see what a template refers to.
+func TemplateExpressions(s string) (exprs []string, whole bool, err error) {
+	segs, err := parseTemplate(s)
+	if err != nil {
+		return nil, false, fmt.Errorf("workflow: %w", err)
+	}
+	whole = len(segs) > 0
+	for _, sg := range segs {
+		if sg.isExpr {
+			exprs = append(exprs, sg.text)
+		} else if strings.TrimSpace(sg.text) != "" {
+			whole = false
+		}
+	}
+	return exprs, whole && len(exprs) == 1, nil
+}
+
 // exprEnd returns the index of the }} that closes an expression in s, or -1.
 func exprEnd(s string) int {
 	depth := 0
