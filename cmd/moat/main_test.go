@@ -41,7 +41,7 @@ func writeFile(t *testing.T, name, content string) string {
 func TestValidateExamples(t *testing.T) {
 	t.Parallel()
 	out, errOut, code := moat(t, "validate", "../../examples")
-	if code != 0 || strings.Count(out, "is valid") != 3 {
+	if code != 0 || strings.Count(out, "is valid") != 4 {
 		t.Fatalf("code %d\n%s\n%s", code, out, errOut)
 	}
 }

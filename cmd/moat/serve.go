@@ -3,16 +3,22 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/moatproject/moat/internal/api"
 	"github.com/moatproject/moat/internal/app"
 	"github.com/moatproject/moat/internal/config"
+	"github.com/moatproject/moat/internal/gateway"
+	"github.com/moatproject/moat/internal/store"
 )
 
 func newServeCmd() *cobra.Command {
@@ -40,8 +46,8 @@ func newServeCmd() *cobra.Command {
 				abs, _ := filepath.Abs(c.TokenPath())
 				fmt.Fprintf(cmd.ErrOrStderr(), "\nFirst start: created the bootstrap admin token. It is shown once and saved (mode 0600) to %s\n\n    %s\n\nUse it as: Authorization: Bearer <token>\n\n", abs, token)
 			}
-			for _, path := range apply {
-				if err := applyLocal(ctx, a, path, cmd.ErrOrStderr()); err != nil {
+			if len(apply) > 0 {
+				if err := applyLocal(ctx, a, apply, cmd.ErrOrStderr()); err != nil {
 					return err
 				}
 			}
@@ -77,32 +83,74 @@ func databaseKind(c config.Config) string {
 	return "sqlite " + c.DatabasePath()
 }
 
-// applyLocal saves the workflows of a file or directory straight into the
-// store: used at start, before the API listens.
-func applyLocal(ctx context.Context, a *app.App, path string, out interface{ Write([]byte) (int, error) }) error {
-	files, err := resourceFiles(path)
+// applyLocal applies the documents of files and directories straight into
+// the store, in the order of `moat apply` and through the same checks as
+// the API: used at start, before the API listens. The first refused
+// document stops the start.
+func applyLocal(ctx context.Context, a *app.App, paths []string, out io.Writer) error {
+	docs, err := collectDocuments(paths)
 	if err != nil {
 		return err
 	}
-	for _, file := range files {
-		docs, err := readDocuments(file)
-		if err != nil {
-			return err
+	// Documents come in dependency order, so the gateway is reloaded once,
+	// before the first workflow that may name a connector just applied.
+	resourcesChanged := false
+	reload := func() error {
+		if !resourcesChanged {
+			return nil
 		}
-		for _, d := range docs {
-			if d.Kind != "Workflow" {
-				continue
+		resourcesChanged = false
+		return a.Gateway.Reload(ctx)
+	}
+	for _, d := range docs {
+		switch d.Kind {
+		case "Project":
+			var p struct {
+				Name        string `yaml:"name"`
+				Description string `yaml:"description"`
 			}
-			saved, err := a.Engine.SaveWorkflow(ctx, file, d.Source)
+			if err := yaml.Unmarshal(d.Source, &p); err != nil || p.Name == "" {
+				return fmt.Errorf("apply %s:%d: a Project needs a name", d.Path, d.Line)
+			}
+			err := a.Store.InTx(ctx, func(tx store.Tx) error {
+				now := time.Now().UTC()
+				_, err := tx.UpsertProject(ctx, store.Project{ID: store.NewID("prj"), Name: p.Name, Description: p.Description, CreatedAt: now, UpdatedAt: now})
+				return err
+			})
 			if err != nil {
-				return fmt.Errorf("apply %s:\n%w", file, offsetProblems(err, d.Line-1))
+				return fmt.Errorf("apply %s:%d: project %s: %w", d.Path, d.Line, p.Name, err)
+			}
+			fmt.Fprintf(out, "project %s applied (%s)\n", p.Name, d.Path)
+		case "Workflow":
+			if err := reload(); err != nil {
+				return fmt.Errorf("apply: %w", err)
+			}
+			saved, err := a.Engine.SaveWorkflow(ctx, d.Path, d.Source)
+			if err != nil {
+				return fmt.Errorf("apply %s:\n%w", d.Path, offsetProblems(err, d.Line-1))
 			}
 			verb := "unchanged"
 			if saved.Created {
 				verb = "saved"
 			}
-			fmt.Fprintf(out, "workflow %s/%s version %d %s (%s)\n", saved.Workflow.Project, saved.Workflow.Name, saved.Version.Number, verb, file)
+			fmt.Fprintf(out, "workflow %s/%s version %d %s (%s)\n", saved.Workflow.Project, saved.Workflow.Name, saved.Version.Number, verb, d.Path)
+		case gateway.KindVendor, gateway.KindConnector, gateway.KindModel:
+			rd, err := parseResourceDocument(d)
+			if err != nil {
+				return fmt.Errorf("apply %w", err)
+			}
+			applied, err := api.ApplyResource(ctx, a.Store, rd.kind, rd.name, rd.body, time.Now().UTC())
+			if err != nil {
+				return fmt.Errorf("apply:\n%w", rd.localProblems(err))
+			}
+			rd.printApplied(out, applied.Changed)
+			resourcesChanged = resourcesChanged || applied.Changed
+		default:
+			return fmt.Errorf("apply %w", d.unknownKind())
 		}
+	}
+	if err := reload(); err != nil {
+		return fmt.Errorf("apply: %w", err)
 	}
 	return nil
 }

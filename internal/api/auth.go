@@ -65,16 +65,20 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 		token = strings.TrimSpace(token)
 		if !strings.EqualFold(scheme, "Bearer") || token == "" {
-			unauthorized(w, "missing bearer token: send Authorization: Bearer <token> (see <data-dir>/bootstrap.token)")
+			unauthorized(w, r, "missing bearer token: send Authorization: Bearer <token> (see <data-dir>/bootstrap.token)")
 			return
 		}
 		t, err := a.store.FindToken(r.Context(), HashToken(token))
 		if errors.Is(err, store.ErrNotFound) {
-			unauthorized(w, "invalid bearer token")
+			unauthorized(w, r, "invalid bearer token")
 			return
 		}
 		if err != nil {
 			a.log.Error("token lookup failed", "error", err)
+			if openAIPath(r.URL.Path) {
+				writeOpenAIError(w, &openAIError{Status: http.StatusServiceUnavailable, Type: errTypeAPI, Message: "the token store is unavailable; try again"})
+				return
+			}
 			writeProblem(w, http.StatusServiceUnavailable, "the token store is unavailable; try again")
 			return
 		}
@@ -104,8 +108,12 @@ func (a *authenticator) touch(ctx context.Context, id string) {
 	}
 }
 
-func unauthorized(w http.ResponseWriter, msg string) {
+func unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="moat"`)
+	if openAIPath(r.URL.Path) { // the SDKs parse only OpenAI's shape
+		writeOpenAIError(w, &openAIError{Status: http.StatusUnauthorized, Type: errTypeAuth, Code: "invalid_api_key", Message: msg})
+		return
+	}
 	writeProblem(w, http.StatusUnauthorized, msg)
 }
 

@@ -131,6 +131,18 @@ func TestOpenAPI(t *testing.T) {
 		"GET /api/v1/tasks/{id}",
 		"POST /api/v1/tasks/{id}/approve",
 		"POST /api/v1/tasks/{id}/reject",
+		"GET /api/v1/vendors",
+		"GET /api/v1/vendors/{name}",
+		"PUT /api/v1/vendors/{name}",
+		"DELETE /api/v1/vendors/{name}",
+		"GET /api/v1/connectors",
+		"GET /api/v1/connectors/{name}",
+		"PUT /api/v1/connectors/{name}",
+		"DELETE /api/v1/connectors/{name}",
+		"GET /api/v1/models",
+		"GET /api/v1/models/{name}",
+		"PUT /api/v1/models/{name}",
+		"DELETE /api/v1/models/{name}",
 	}
 	var got []string
 	for path, ops := range doc.Paths {

@@ -12,6 +12,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/moatproject/moat/internal/engine"
+	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/store"
 )
 
@@ -30,6 +31,8 @@ type Deps struct {
 	Version string
 	// Ready reports whether the server may take traffic (engine started).
 	Ready func(ctx context.Context) error
+	// Gateway runs AI calls; nil when none is configured.
+	Gateway *gateway.Gateway
 }
 
 // New returns the HTTP handler for the whole server.
@@ -55,11 +58,15 @@ func New(d Deps) http.Handler {
 	h.registerWorkflows(hapi)
 	h.registerRuns(hapi)
 	h.registerTasks(hapi)
+	h.registerVendors(hapi)
+	h.registerConnectors(hapi)
+	h.registerModels(hapi)
 
 	mux.HandleFunc("POST /hooks/{path...}", h.webhook)
 	mux.HandleFunc("GET /{$}", h.home)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.HandleFunc("/v1/", h.openAI)
 
 	auth := &authenticator{store: d.Store, log: d.Logger}
 	return securityHeaders(auth.middleware(unrouted(mux)))

@@ -19,6 +19,7 @@ import (
 	"github.com/moatproject/moat/internal/api"
 	"github.com/moatproject/moat/internal/config"
 	"github.com/moatproject/moat/internal/engine"
+	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/nodes"
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/postgres"
@@ -30,10 +31,11 @@ var Version = "dev"
 
 // App is a wired Moat instance.
 type App struct {
-	Config config.Config
-	Store  store.Store
-	Engine *engine.Engine
-	Log    *slog.Logger
+	Config  config.Config
+	Store   store.Store
+	Engine  *engine.Engine
+	Gateway *gateway.Gateway
+	Log     *slog.Logger
 
 	lock    *os.File
 	started bool
@@ -62,10 +64,18 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		a.Close()
 		return nil, err
 	}
+	egress := nodes.NewHTTPClient(nodes.EgressPolicy{AllowPrivate: cfg.AllowPrivateEgress})
+	if err = a.openGateway(ctx, egress); err != nil {
+		a.Close()
+		return nil, err
+	}
+	registry := nodes.Builtins()
+	registry.SetConnectors(func(name string) bool { return a.Gateway.Catalog().HasConnector(name) })
 	a.Engine, err = engine.New(engine.Config{
 		Store:       a.Store,
-		Registry:    nodes.Builtins(),
-		HTTP:        nodes.NewHTTPClient(nodes.EgressPolicy{AllowPrivate: cfg.AllowPrivateEgress}),
+		Registry:    registry,
+		AI:          a.Gateway,
+		HTTP:        egress,
 		Logger:      log,
 		Environment: cfg.Environment,
 		Workers:     cfg.Workers,
@@ -105,7 +115,7 @@ func (a *App) Start(ctx context.Context) error {
 
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler {
-	return api.New(api.Deps{Store: a.Store, Engine: a.Engine, Logger: a.Log, Version: Version, Ready: func(context.Context) error {
+	return api.New(api.Deps{Store: a.Store, Engine: a.Engine, Gateway: a.Gateway, Logger: a.Log, Version: Version, Ready: func(context.Context) error {
 		if !a.started {
 			return errors.New("engine not started")
 		}

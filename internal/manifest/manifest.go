@@ -47,7 +47,7 @@ func Split(filename string, src []byte) ([]Document, error) {
 			return fmt.Errorf("%s:%d: document is not valid YAML: %v", filename, start, err)
 		}
 		if head.Kind == "" {
-			return fmt.Errorf("%s:%d: document has no kind (want Project or Workflow)", filename, start)
+			return fmt.Errorf("%s:%d: document has no kind (want Project, Vendor, Connector, Model or Workflow)", filename, start)
 		}
 		docs = append(docs, Document{Kind: head.Kind, Name: head.Name, Line: start, Source: append([]byte(nil), text...)})
 		return nil

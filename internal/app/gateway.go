@@ -1,0 +1,152 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/moatproject/moat/internal/gateway"
+	"github.com/moatproject/moat/internal/store"
+)
+
+// openGateway starts the AI gateway on the store's resources. Connectors
+// send through the same egress policy as http.request: a model server on
+// loopback or a private network (Ollama, vLLM) needs --allow-private-egress.
+func (a *App) openGateway(ctx context.Context, egress *http.Client) error {
+	key, err := hashKey(a.Config.DataDir)
+	if err != nil {
+		return err
+	}
+	a.Gateway, err = gateway.New(ctx, gateway.Config{
+		Environment: a.Config.Environment,
+		Resources:   storeResources{a.Store},
+		Tokens:      storeTokens{a.Store},
+		Recorder:    logRecorder{a.Log},
+		HashKey:     key,
+		HTTPClient:  egress,
+		DataDir:     a.Config.DataDir,
+	})
+	return err
+}
+
+// storeResources reads the gateway's resources from the store.
+type storeResources struct{ store store.Store }
+
+func (s storeResources) LoadResources(ctx context.Context) (gateway.Resources, error) {
+	all, err := s.store.ListResources(ctx, "")
+	if err != nil {
+		return gateway.Resources{}, err
+	}
+	var res gateway.Resources
+	for _, r := range all {
+		var err error
+		switch r.Kind {
+		case gateway.KindVendor:
+			var v gateway.Vendor
+			err = json.Unmarshal(r.Spec, &v)
+			res.Vendors = append(res.Vendors, v)
+		case gateway.KindConnector:
+			var c gateway.Connector
+			err = json.Unmarshal(r.Spec, &c)
+			res.Connectors = append(res.Connectors, c)
+		case gateway.KindModel:
+			var m gateway.Model
+			err = json.Unmarshal(r.Spec, &m)
+			res.Models = append(res.Models, m)
+		}
+		if err != nil {
+			return gateway.Resources{}, fmt.Errorf("app: stored %s %s: %w", r.Kind, r.Name, err)
+		}
+	}
+	return res, nil
+}
+
+// storeTokens keeps runs' tokens in the store.
+type storeTokens struct{ store store.Store }
+
+func (s storeTokens) LoadTokens(ctx context.Context, runID string) ([]gateway.TokenEntry, error) {
+	rows, err := s.store.LoadRunTokens(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]gateway.TokenEntry, len(rows))
+	for i, r := range rows {
+		out[i] = gateway.TokenEntry{Token: r.Token, Class: r.Class, Value: r.Value}
+	}
+	return out, nil
+}
+
+func (s storeTokens) SaveTokens(ctx context.Context, runID string, tokens []gateway.TokenEntry) error {
+	rows := make([]store.RunToken, len(tokens))
+	now := time.Now().UTC()
+	for i, t := range tokens {
+		rows[i] = store.RunToken{Token: t.Token, Class: t.Class, Value: t.Value, CreatedAt: now}
+	}
+	return s.store.InTx(ctx, func(tx store.Tx) error { return tx.AddRunTokens(ctx, runID, rows) })
+}
+
+// logRecorder writes each call's record to the server log: names, counts
+// and digests, never a payload. The audit issue replaces it with the
+// tamper-evident trail; until then a record that cannot be logged cannot
+// fail, which is the one way this recorder is weaker than the design.
+type logRecorder struct{ log *slog.Logger }
+
+func (l logRecorder) Record(ctx context.Context, r gateway.Record) error {
+	l.log.LogAttrs(ctx, slog.LevelInfo, "ai call",
+		slog.String("request_id", r.RequestID),
+		slog.String("outcome", r.Outcome),
+		slog.String("caller", r.Identity.Kind+":"+r.Identity.ID),
+		slog.String("workflow", r.Identity.Project+"/"+r.Identity.Workflow),
+		slog.String("step", r.Identity.Step),
+		slog.String("connector", r.Connector),
+		slog.String("vendor", r.Vendor),
+		slog.String("model", r.Model),
+		slog.Any("findings", r.Findings),
+		slog.Any("decisions", r.Decisions),
+		slog.Int("prompt_tokens", r.Usage.PromptTokens),
+		slog.Int("completion_tokens", r.Usage.CompletionTokens),
+		slog.Int64("cost_micros", r.CostMicros),
+		slog.Duration("latency", r.Latency),
+		slog.Duration("overhead", r.Overhead),
+		slog.String("input_sha256", r.InputDigest),
+		slog.String("output_sha256", r.OutputDigest),
+	)
+	return nil
+}
+
+// hashKey is the key of the gateway's Hash action, made on first start.
+// Digests only compare within one key, so every node of a cluster must
+// share the file until the vault holds it.
+func hashKey(dataDir string) ([]byte, error) {
+	path := filepath.Join(dataDir, "gateway-hash.key")
+	key, err := os.ReadFile(path)
+	if err == nil {
+		if len(key) != 32 {
+			return nil, fmt.Errorf("app: %s holds %d bytes, want 32", path, len(key))
+		}
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("app: hash key: %w", err)
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("app: hash key: %w", err)
+	}
+	if _, err := f.Write(key); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("app: hash key: %w", err)
+	}
+	return key, f.Close()
+}
