@@ -1152,19 +1152,12 @@ type sse struct {
 	buf     bytes.Buffer
 }
 
-// start sends the headers and the role chunk. ChatStream tells its caller
-// nothing before the first text, so the gateway's request id and findings
-// are not known yet when text comes: the stream then carries an id of its
-// own, and the gateway's id and findings follow as trailers. When the
-// stream ends before any text, they are known, and go as headers.
-func (s *sse) start(trailers bool) error {
+// start sends the headers and the role chunk.
+func (s *sse) start() error {
 	s.started = true
 	h := s.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no") // proxies in front must not hold events back
-	if trailers {
-		h.Set("Trailer", headerRequestID+", "+headerFindings)
-	}
 	s.w.WriteHeader(http.StatusOK)
 	return s.send(chunkDelta{Role: "assistant"}, nil, nil)
 }
@@ -1200,11 +1193,18 @@ func (s *sse) write(b []byte) error {
 
 func (h *handlers) chatStream(w http.ResponseWriter, r *http.Request, req parsedChat) {
 	s := &sse{w: w, rc: http.NewResponseController(w), chunk: chatChunk{
-		ID: "chatcmpl-" + localRequestID(), Object: "chat.completion.chunk", Created: time.Now().Unix(), Model: req.chat.Model,
+		Object: "chat.completion.chunk", Created: time.Now().Unix(), Model: req.chat.Model,
 	}}
-	res, err := h.Gateway.ChatStream(r.Context(), req.gateway, func(text string) error {
+	// The gateway tells the request id and the findings before anything is
+	// sent upstream, so they go in the headers even of a stream.
+	greq := req.gateway
+	greq.Prepared = func(rec gateway.Record) {
+		setMoatHeaders(w, rec)
+		s.chunk.ID = "chatcmpl-" + rec.RequestID
+	}
+	res, err := h.Gateway.ChatStream(r.Context(), greq, func(text string) error {
 		if !s.started {
-			if err := s.start(true); err != nil {
+			if err := s.start(); err != nil {
 				return err
 			}
 		}
@@ -1223,12 +1223,9 @@ func (h *handlers) chatStream(w http.ResponseWriter, r *http.Request, req parsed
 		// Every chunk names the same model: the answering one when it is
 		// known before the first, else the one asked for.
 		s.chunk.ID, s.chunk.Model = "chatcmpl-"+res.Record.RequestID, answerModel(req, res.Record)
-		if err := s.start(false); err != nil {
+		if err := s.start(); err != nil {
 			return
 		}
-	} else {
-		w.Header().Set(headerRequestID, res.Record.RequestID)
-		w.Header().Set(headerFindings, findingsHeader(res.Record.Findings))
 	}
 	if err != nil {
 		// The status is sent; the error goes as an event, with no [DONE], so

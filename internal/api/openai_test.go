@@ -717,7 +717,7 @@ func TestOpenAIChatStream(t *testing.T) {
 	s.leaked(t)
 
 	// Read raw: events end with [DONE], and the gateway's request id and
-	// findings follow as trailers.
+	// findings are in the headers, the id also in every chunk.
 	body := `{"model":"chat","stream":true,"messages":[{"role":"user","content":` + strconv.Quote(plantedPrompt) + `}]}`
 	res := post(t, s.URL+"/v1/chat/completions", e2eToken, body, nil)
 	raw, _ := io.ReadAll(res.Body)
@@ -728,8 +728,12 @@ func TestOpenAIChatStream(t *testing.T) {
 	if strings.Contains(string(raw), "ada.lovelace@") == false {
 		t.Errorf("the stream was not restored: %s", raw)
 	}
-	if !strings.HasPrefix(res.Trailer.Get(headerRequestID), "req_") || res.Trailer.Get(headerFindings) != "pii.card=1, pii.email=1" {
-		t.Errorf("trailers %v", res.Trailer)
+	id := res.Header.Get(headerRequestID)
+	if !strings.HasPrefix(id, "req_") || res.Header.Get(headerFindings) != "pii.card=1, pii.email=1" {
+		t.Errorf("headers %v", res.Header)
+	}
+	if !strings.Contains(string(raw), `"id":"chatcmpl-`+id+`"`) {
+		t.Errorf("chunks do not carry the request id %s: %s", id, raw)
 	}
 }
 

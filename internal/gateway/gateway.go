@@ -81,6 +81,10 @@ type Request struct {
 	// Injection is what happens when an untrusted item scores as an
 	// injection: InjectionBlock (the default) or InjectionFence.
 	Injection string
+	// Prepared, when set, hears the record so far (request id, findings,
+	// decisions) once the request is transformed and before anything is
+	// sent, so a streaming caller can put them in its headers.
+	Prepared func(Record)
 }
 
 // What happens to an untrusted span that scores as an injection.

@@ -238,6 +238,9 @@ func (c *call) stages(ctx context.Context) (res Result, err error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if c.req.Prepared != nil {
+		c.req.Prepared(c.rec)
+	}
 
 	// 7. Limit, 8. Call, 9. Check (with one repair round).
 	resp, cr, err := c.callAndCheck(ctx, creq)

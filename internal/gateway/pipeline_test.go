@@ -732,3 +732,33 @@ func TestConcurrentCalls(t *testing.T) {
 		}
 	}
 }
+
+// Prepared hears the request id and findings before anything leaves, and
+// not at all for a call refused before it was transformed.
+func TestPreparedComesBeforeTheCall(t *testing.T) {
+	t.Parallel()
+	up := newFakeUpstream(t)
+	g := newTestGateway(t, upstreamResources(up.srv.URL), nil)
+	var heard []Record
+	req := Request{
+		Identity: keyIdentity(), Model: "chat",
+		Messages: []Message{userMsg("Write to jane.doe@example.com please")},
+		Prepared: func(r Record) {
+			if n := len(up.requests()); n != 0 {
+				t.Errorf("prepared after %d upstream requests", n)
+			}
+			heard = append(heard, r)
+		},
+	}
+	res, err := g.Chat(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(heard) != 1 || heard[0].RequestID != res.Record.RequestID || heard[0].Findings["pii.email"] != 1 {
+		t.Errorf("prepared heard %+v", heard)
+	}
+	req.Model = "no-such-alias"
+	if _, err := g.Chat(context.Background(), req); err == nil || len(heard) != 1 {
+		t.Errorf("refused call: err %v, prepared heard %d", err, len(heard))
+	}
+}
