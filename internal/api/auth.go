@@ -41,9 +41,83 @@ func HashToken(token string) []byte {
 type authenticator struct {
 	store store.Store
 	log   *slog.Logger
+	now   func() time.Time // time.Now unless a test sets it
 
 	mu      sync.Mutex
 	touched map[string]time.Time
+	// verified holds tokens the store recently confirmed, keyed by hash, so
+	// that a busy caller costs one database lookup per tokenCacheTTL rather
+	// than one per request. The price: a token deleted in the database keeps
+	// working for up to tokenCacheTTL. Only successful lookups are kept, so
+	// a new token works at once and a wrong one is never remembered.
+	verified map[[sha256.Size]byte]cachedToken
+}
+
+// tokenCacheTTL bounds how long a deleted token keeps working;
+// tokenCacheSize bounds the memory the cache can take.
+const (
+	tokenCacheTTL  = 10 * time.Second
+	tokenCacheSize = 1024
+)
+
+type cachedToken struct {
+	token   store.Token
+	expires time.Time
+}
+
+func (a *authenticator) clock() time.Time {
+	if a.now != nil {
+		return a.now()
+	}
+	return time.Now()
+}
+
+// findToken is the store's FindToken behind the verified-token cache.
+func (a *authenticator) findToken(ctx context.Context, token string) (store.Token, error) {
+	key := sha256.Sum256([]byte(token))
+	now := a.clock()
+	a.mu.Lock()
+	c, ok := a.verified[key]
+	a.mu.Unlock()
+	if ok && now.Before(c.expires) {
+		return c.token, nil
+	}
+	t, err := a.store.FindToken(ctx, key[:])
+	if err != nil {
+		if ok {
+			a.mu.Lock()
+			delete(a.verified, key)
+			a.mu.Unlock()
+		}
+		return t, err
+	}
+	a.mu.Lock()
+	if a.verified == nil {
+		a.verified = make(map[[sha256.Size]byte]cachedToken)
+	}
+	if _, present := a.verified[key]; !present && len(a.verified) >= tokenCacheSize {
+		a.evict(now)
+	}
+	a.verified[key] = cachedToken{token: t, expires: now.Add(tokenCacheTTL)}
+	a.mu.Unlock()
+	return t, nil
+}
+
+// evict makes room for one entry: expired ones go first; if none has
+// expired, an arbitrary one does, which costs its holder one lookup. Callers
+// hold a.mu.
+func (a *authenticator) evict(now time.Time) {
+	for k, c := range a.verified {
+		if !now.Before(c.expires) {
+			delete(a.verified, k)
+		}
+	}
+	for k := range a.verified {
+		if len(a.verified) < tokenCacheSize {
+			break
+		}
+		delete(a.verified, k)
+	}
 }
 
 // public paths need no token: probes and the API description.
@@ -68,7 +142,7 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 			unauthorized(w, r, "missing bearer token: send Authorization: Bearer <token> (see <data-dir>/bootstrap.token)")
 			return
 		}
-		t, err := a.store.FindToken(r.Context(), HashToken(token))
+		t, err := a.findToken(r.Context(), token)
 		if errors.Is(err, store.ErrNotFound) {
 			unauthorized(w, r, "invalid bearer token")
 			return
@@ -91,7 +165,7 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 // touch records last use at most once a minute per token, so reads do not
 // turn into a write each.
 func (a *authenticator) touch(ctx context.Context, id string) {
-	now := time.Now()
+	now := a.clock()
 	a.mu.Lock()
 	if a.touched == nil {
 		a.touched = map[string]time.Time{}

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -226,10 +227,15 @@ func (c *Connector) entities(req connectors.Request) (connectors.Response, error
 		b := advance(f.End)
 		out.Entities = append(out.Entities, Entity{Type: f.Type, Text: text[a:b], Start: f.Start, End: f.End, Score: f.Score})
 	}
-	body, err := json.Marshal(out)
-	if err != nil {
+	// Unescaped, so that "<EMAIL_1>" stays as the gateway can restore it
+	// (json.Marshal would write \u003cEMAIL_1\u003e).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
 		return connectors.Response{}, fmt.Errorf("local: encode entities: %w", err)
 	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	return connectors.Response{
 		Content:      string(body),
 		Model:        EntitiesResponseModel,

@@ -182,6 +182,9 @@ func TestEntitiesReportPlaceholders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(resp.Content, `"<EMAIL_1>"`) {
+		t.Errorf("answer %s escapes the placeholder, so it cannot be restored", resp.Content)
+	}
 	var got Entities
 	if err := json.Unmarshal([]byte(resp.Content), &got); err != nil {
 		t.Fatal(err)
