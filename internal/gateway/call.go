@@ -55,6 +55,9 @@ const (
 	ClassRejected    ErrClass = "rejected"
 	ClassMalformed   ErrClass = "malformed"
 	ClassCircuitOpen ErrClass = "circuit_open"
+	// ClassUnconfigured: the target cannot be called here (its credential
+	// is not set); the chain moves on to the next target at once.
+	ClassUnconfigured ErrClass = "unconfigured"
 	ClassCanceled    ErrClass = "canceled"
 	ClassOther       ErrClass = "other"
 )
@@ -194,7 +197,7 @@ func (c *Caller) Call(ctx context.Context, chain []Target, req connectors.Reques
 				return connectors.Response{}, rep, fmt.Errorf("gateway: call %s: %w", t.Name, ctx.Err())
 			case ClassRejected, ClassOther:
 				return connectors.Response{}, rep, fmt.Errorf("gateway: call %s: %w", t.Name, err)
-			case ClassMalformed:
+			case ClassMalformed, ClassUnconfigured:
 				lastErr = fmt.Errorf("gateway: call %s: %w", t.Name, err)
 				break tries
 			}
@@ -245,6 +248,8 @@ func classify(parent, attempt context.Context, err error) ErrClass {
 	switch {
 	case parent.Err() != nil:
 		return ClassCanceled
+	case errors.As(err, new(*CredentialMissingError)):
+		return ClassUnconfigured
 	case errors.Is(err, connectors.ErrRejected):
 		return ClassRejected
 	case errors.Is(err, connectors.ErrMalformed):

@@ -229,9 +229,13 @@ func callError(ctx context.Context, err error, rep CallReport) *Error {
 	}
 	tries := fmt.Sprintf("after %d attempt(s)", n)
 	var retryAfter = retryAfterOf(err)
+	var missing *CredentialMissingError
 	switch {
 	case ctx.Err() != nil:
 		return &Error{Stage: "call", Code: CodeUnavailable, Message: "the call was cancelled or timed out " + tries, Err: err}
+	case errors.As(err, &missing):
+		// Names the connector and the variable, never a value.
+		return &Error{Stage: "call", Code: CodeRejected, Message: missing.Error(), Err: err}
 	case errors.Is(err, connectors.ErrRejected):
 		return &Error{Stage: "call", Code: CodeRejected, Message: "the upstream rejected the request " + tries, Err: err}
 	case errors.Is(err, connectors.ErrMalformed):

@@ -762,3 +762,40 @@ func TestPreparedComesBeforeTheCall(t *testing.T) {
 		t.Errorf("refused call: err %v, prepared heard %d", err, len(heard))
 	}
 }
+
+// A target whose credential is not set is skipped for the next one of its
+// chain; alone, the call fails naming the variable, never reaching anyone.
+func TestMissingCredentialFallsBackAlongTheChain(t *testing.T) {
+	t.Parallel()
+	up := newFakeUpstream(t)
+	res := upstreamResources(up.srv.URL)
+	res.Connectors = append(res.Connectors, Connector{
+		Name: "keyless", Type: TypeOpenAI, Vendor: "acme", BaseURL: up.srv.URL,
+		Credential: &Credential{Env: "UNSET_KEY"}, Models: []string{"gpt-test"},
+	})
+	res.Models = append(res.Models,
+		Model{Name: "fallback", Chain: []ModelTarget{{Connector: "keyless", Model: "gpt-test"}, {Connector: "openai", Model: "gpt-test"}}},
+		Model{Name: "alone", Chain: []ModelTarget{{Connector: "keyless", Model: "gpt-test"}}},
+	)
+	g := newTestGateway(t, res, nil)
+	req := Request{Identity: keyIdentity(), Model: "fallback", Messages: []Message{userMsg("hello")}}
+	out, err := g.Chat(context.Background(), req)
+	if err != nil {
+		t.Fatalf("fallback: %v", err)
+	}
+	if out.Record.Connector != "openai" || len(out.Record.Attempts) != 2 || out.Record.Attempts[0].Err != ClassUnconfigured {
+		t.Errorf("record %+v", out.Record)
+	}
+	if n := len(up.requests()); n != 1 {
+		t.Errorf("upstream got %d requests, want 1", n)
+	}
+	req.Model = "alone"
+	_, err = g.Chat(context.Background(), req)
+	var ge *Error
+	if !errors.As(err, &ge) || ge.Code != CodeRejected || !strings.Contains(ge.Message, "UNSET_KEY") {
+		t.Errorf("alone: %v", err)
+	}
+	if n := len(up.requests()); n != 1 {
+		t.Errorf("upstream got %d requests, want still 1", n)
+	}
+}
