@@ -58,8 +58,8 @@ const (
 	// ClassUnconfigured: the target cannot be called here (its credential
 	// is not set); the chain moves on to the next target at once.
 	ClassUnconfigured ErrClass = "unconfigured"
-	ClassCanceled    ErrClass = "canceled"
-	ClassOther       ErrClass = "other"
+	ClassCanceled     ErrClass = "canceled"
+	ClassOther        ErrClass = "other"
 )
 
 // Attempt is one try of one target (or its skipping, when its circuit was
