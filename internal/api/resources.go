@@ -82,7 +82,7 @@ func ApplyResource(ctx context.Context, st store.Store, kind, name string, spec 
 		existed := slices.ContainsFunc(stored, func(r store.Resource) bool { return r.Kind == kind && r.Name == name })
 		stored = slices.DeleteFunc(stored, func(r store.Resource) bool { return r.Kind == kind && r.Name == name })
 		stored = append(stored, store.Resource{Kind: kind, Name: name, Spec: canonical})
-		all, err := resourcesOf(stored)
+		all, err := DecodeResources(stored)
 		if err != nil {
 			return err
 		}
@@ -116,7 +116,7 @@ func DeleteResource(ctx context.Context, st store.Store, kind, name string) erro
 		if err != nil {
 			return err
 		}
-		all, err := resourcesOf(stored)
+		all, err := DecodeResources(stored)
 		if err != nil {
 			return err
 		}
@@ -142,9 +142,9 @@ func lockResources(ctx context.Context, st store.Store, tx store.Tx) error {
 	return nil
 }
 
-// resourcesOf decodes stored resources. A stored spec that does not decode
-// is a server fault: only ApplyResource writes them.
-func resourcesOf(stored []store.Resource) (gateway.Resources, error) {
+// DecodeResources decodes stored resources for the gateway. A stored spec
+// that does not decode is a server fault: only ApplyResource writes them.
+func DecodeResources(stored []store.Resource) (gateway.Resources, error) {
 	var out gateway.Resources
 	for _, r := range stored {
 		var err error

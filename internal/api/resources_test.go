@@ -82,7 +82,7 @@ func TestApplyResourceOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := resourcesOf(stored)
+	all, err := DecodeResources(stored)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/moatproject/moat/internal/api"
 	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/store"
 )
@@ -44,28 +44,7 @@ func (s storeResources) LoadResources(ctx context.Context) (gateway.Resources, e
 	if err != nil {
 		return gateway.Resources{}, err
 	}
-	var res gateway.Resources
-	for _, r := range all {
-		var err error
-		switch r.Kind {
-		case gateway.KindVendor:
-			var v gateway.Vendor
-			err = json.Unmarshal(r.Spec, &v)
-			res.Vendors = append(res.Vendors, v)
-		case gateway.KindConnector:
-			var c gateway.Connector
-			err = json.Unmarshal(r.Spec, &c)
-			res.Connectors = append(res.Connectors, c)
-		case gateway.KindModel:
-			var m gateway.Model
-			err = json.Unmarshal(r.Spec, &m)
-			res.Models = append(res.Models, m)
-		}
-		if err != nil {
-			return gateway.Resources{}, fmt.Errorf("app: stored %s %s: %w", r.Kind, r.Name, err)
-		}
-	}
-	return res, nil
+	return api.DecodeResources(all)
 }
 
 // storeTokens keeps runs' tokens in the store.

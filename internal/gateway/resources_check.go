@@ -53,20 +53,6 @@ var (
 	httpMethods     = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch}
 )
 
-// credentialHeaders may carry no literal value in an http connector: a
-// credential comes from the connector's credential, never from a stored
-// resource anyone with read access sees.
-var credentialHeaders = map[string]bool{
-	"authorization": true, "proxy-authorization": true, "cookie": true, "x-api-key": true,
-	"api-key": true, "x-auth-token": true, "x-access-token": true, "private-token": true,
-}
-
-// credentialParams are query parameters that carry credentials by convention.
-var credentialParams = map[string]bool{
-	"api_key": true, "apikey": true, "api-key": true, "key": true, "token": true, "access_token": true,
-	"auth": true, "secret": true, "client_secret": true, "password": true, "passwd": true, "sig": true, "signature": true,
-}
-
 // problems collects "field: message" lines.
 type problems []string
 
@@ -321,7 +307,7 @@ func checkHTTP(p *problems, h HTTPSettings) {
 			p.add("http.url", "must not carry user information: a credential comes from the connector's credential")
 		}
 		for _, k := range slices.Sorted(maps.Keys(u.Query())) {
-			if credentialParams[strings.ToLower(k)] {
+			if workflow.IsCredentialParam(k) {
 				p.add("http.url", "query parameter %s looks like a credential: a credential comes from the connector's credential", k)
 			}
 		}
@@ -338,7 +324,7 @@ func checkHTTP(p *problems, h HTTPSettings) {
 			switch {
 			case !validHeaderName(k):
 				p.add("http.headers", "a header name is not a valid HTTP header name")
-			case credentialHeaders[strings.ToLower(k)] && v != "":
+			case workflow.IsCredentialHeader(k) && v != "":
 				p.add(f, "must not hold a literal credential: set credential.env (and credential.header) instead")
 			case len(v) > maxHeaderValue:
 				p.add(f, "must be at most %d bytes", maxHeaderValue)

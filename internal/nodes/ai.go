@@ -34,14 +34,7 @@ var ErrUntrustedInstruction = errors.New("untrusted input in instructions")
 const (
 	maxAIMessages      = 64
 	maxAITemplateBytes = 64 << 10
-	maxAIDataItems     = 64
 	maxAIMaxTokens     = 100_000
-	maxAISchemaBytes   = 64 << 10
-	maxAILabels        = 64
-	maxAILabelBytes    = 256
-	maxAIExamples      = 1000
-	maxAIExampleBytes  = 8 << 10
-	maxAIRestore       = 64
 )
 
 // Names a data item or a class may take; the gateway labels items by name.
@@ -84,7 +77,7 @@ func aiSettingsSchema(required []string, own map[string]any) map[string]any {
 			}),
 		},
 		"data": map[string]any{
-			"type": "object", "maxProperties": maxAIDataItems,
+			"type": "object", "maxProperties": gateway.MaxDataItems,
 			"description":   "data the model reads, fenced and labelled as data, never as instructions: name → template, or {value, class, trust}; a value that is exactly {{ input.x }} takes x-data-class and x-trust from the input schema",
 			"propertyNames": map[string]any{"pattern": dataNamePattern},
 			"additionalProperties": map[string]any{"anyOf": []any{
@@ -103,7 +96,7 @@ func aiSettingsSchema(required []string, own map[string]any) map[string]any {
 			"default":     restoreAll,
 			"anyOf": []any{
 				map[string]any{"type": "string", "enum": []any{restoreAll, restoreNone}},
-				map[string]any{"type": "array", "maxItems": maxAIRestore, "uniqueItems": true, "items": map[string]any{"type": "string", "pattern": dataClassPattern}},
+				map[string]any{"type": "array", "maxItems": gateway.MaxRestoreClasses, "uniqueItems": true, "items": map[string]any{"type": "string", "pattern": dataClassPattern}},
 			},
 		},
 		"injection": map[string]any{"type": "string", "enum": []any{gateway.InjectionBlock, gateway.InjectionFence}, "default": gateway.InjectionBlock,
@@ -274,8 +267,8 @@ func (a *aiCall) data() error {
 		return nil
 	}
 	items, ok := v.(map[string]any)
-	if !ok || len(items) > maxAIDataItems {
-		return Permanent(fmt.Errorf("data: want an object of at most %d items", maxAIDataItems))
+	if !ok || len(items) > gateway.MaxDataItems {
+		return Permanent(fmt.Errorf("data: want an object of at most %d items", gateway.MaxDataItems))
 	}
 	rawItems, _ := a.raw["data"].(map[string]any)
 	for _, name := range slices.Sorted(maps.Keys(items)) {
@@ -364,8 +357,8 @@ func (a *aiCall) options() error {
 			return Permanent(errors.New("restore: want all, none or a list of data classes"))
 		}
 	case []any:
-		if len(r) > maxAIRestore {
-			return Permanent(fmt.Errorf("restore: at most %d classes", maxAIRestore))
+		if len(r) > gateway.MaxRestoreClasses {
+			return Permanent(fmt.Errorf("restore: at most %d classes", gateway.MaxRestoreClasses))
 		}
 		for i, e := range r {
 			s, ok := e.(string)

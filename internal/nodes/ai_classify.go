@@ -23,16 +23,16 @@ func (AIClassify) Description() string {
 func (AIClassify) Schema() map[string]any {
 	return aiSettingsSchema([]string{"labels"}, map[string]any{
 		"labels": map[string]any{
-			"type": "array", "minItems": 2, "maxItems": maxAILabels, "uniqueItems": true,
+			"type": "array", "minItems": 2, "maxItems": gateway.MaxLabels, "uniqueItems": true,
 			"description": "the answers allowed",
-			"items":       map[string]any{"type": "string", "minLength": 1, "maxLength": maxAILabelBytes},
+			"items":       map[string]any{"type": "string", "minLength": 1, "maxLength": gateway.MaxLabelBytes},
 		},
 		"examples": map[string]any{
-			"type": "array", "maxItems": maxAIExamples,
+			"type": "array", "maxItems": gateway.MaxExamples,
 			"description": "labelled texts that teach the classification (the local connector trains on them; others read them as examples)",
 			"items": object([]string{"text", "label"}, map[string]any{
-				"text":  map[string]any{"type": "string", "minLength": 1, "maxLength": maxAIExampleBytes},
-				"label": map[string]any{"type": "string", "minLength": 1, "maxLength": maxAILabelBytes, "description": "one of labels"},
+				"text":  map[string]any{"type": "string", "minLength": 1, "maxLength": gateway.MaxExampleBytes},
+				"label": map[string]any{"type": "string", "minLength": 1, "maxLength": gateway.MaxLabelBytes, "description": "one of labels"},
 			}),
 		},
 		"text": aiTemplate("the text to classify (a template); sent as the data item \"text\", with the class and trust of the input field it is"),
@@ -75,14 +75,14 @@ func (n AIClassify) Execute(ctx context.Context, c *Call) (Result, error) {
 		return Result{}, err
 	}
 	labels, ok := stringList(c.With["labels"])
-	if !ok || len(labels) < 2 || len(labels) > maxAILabels {
-		return Result{}, Permanent(fmt.Errorf("labels: want from 2 to %d labels", maxAILabels))
+	if !ok || len(labels) < 2 || len(labels) > gateway.MaxLabels {
+		return Result{}, Permanent(fmt.Errorf("labels: want from 2 to %d labels", gateway.MaxLabels))
 	}
 	a.req.Labels = labels
 	if v, ok := c.With["examples"]; ok {
 		list, ok := v.([]any)
-		if !ok || len(list) > maxAIExamples {
-			return Result{}, Permanent(fmt.Errorf("examples: want a list of at most %d examples", maxAIExamples))
+		if !ok || len(list) > gateway.MaxExamples {
+			return Result{}, Permanent(fmt.Errorf("examples: want a list of at most %d examples", gateway.MaxExamples))
 		}
 		for i, e := range list {
 			m, _ := e.(map[string]any)

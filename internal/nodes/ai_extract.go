@@ -9,6 +9,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/workflow"
 )
 
@@ -44,8 +45,8 @@ func checkAnswerSchema(doc map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("the schema cannot be written as JSON: %w", err)
 	}
-	if len(b) > maxAISchemaBytes {
-		return fmt.Errorf("the schema is %d bytes as JSON, more than %d", len(b), maxAISchemaBytes)
+	if len(b) > gateway.MaxSchemaBytes {
+		return fmt.Errorf("the schema is %d bytes as JSON, more than %d", len(b), gateway.MaxSchemaBytes)
 	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
 	if err != nil {

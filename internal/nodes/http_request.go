@@ -46,18 +46,6 @@ func (HTTPRequest) Schema() map[string]any {
 	})
 }
 
-// credentialHeaders must never carry a literal value in a definition.
-var credentialHeaders = map[string]bool{
-	"authorization": true, "proxy-authorization": true, "cookie": true, "x-api-key": true,
-	"api-key": true, "x-auth-token": true, "x-access-token": true, "private-token": true,
-}
-
-// credentialParams are query parameters that carry credentials by convention.
-var credentialParams = map[string]bool{
-	"api_key": true, "apikey": true, "api-key": true, "key": true, "token": true, "access_token": true,
-	"auth": true, "secret": true, "client_secret": true, "password": true, "passwd": true, "sig": true, "signature": true,
-}
-
 const credentialAdvice = "a literal credential does not belong in a definition; store it with `moat secret set` and use a connector"
 
 // Check refuses literal credentials.
@@ -65,14 +53,14 @@ func (HTTPRequest) Check(with map[string]any) []workflow.FieldProblem {
 	var problems []workflow.FieldProblem
 	if h, ok := with["headers"].(map[string]any); ok {
 		for _, k := range slices.Sorted(maps.Keys(h)) {
-			if s, _ := h[k].(string); credentialHeaders[strings.ToLower(k)] && s != "" && !strings.Contains(s, "{{") {
+			if s, _ := h[k].(string); workflow.IsCredentialHeader(k) && s != "" && !strings.Contains(s, "{{") {
 				problems = append(problems, workflow.FieldProblem{Pointer: "/headers/" + escapePointer(k), Message: credentialAdvice})
 			}
 		}
 	}
 	if q, ok := with["query"].(map[string]any); ok {
 		for _, k := range slices.Sorted(maps.Keys(q)) {
-			if s, _ := q[k].(string); credentialParams[strings.ToLower(k)] && s != "" && !strings.Contains(s, "{{") {
+			if s, _ := q[k].(string); workflow.IsCredentialParam(k) && s != "" && !strings.Contains(s, "{{") {
 				problems = append(problems, workflow.FieldProblem{Pointer: "/query/" + escapePointer(k), Message: credentialAdvice})
 			}
 		}
@@ -83,7 +71,7 @@ func (HTTPRequest) Check(with map[string]any) []workflow.FieldProblem {
 				problems = append(problems, workflow.FieldProblem{Pointer: "/url", Message: "user information in the URL: " + credentialAdvice})
 			}
 			for k, vs := range u.Query() {
-				if credentialParams[strings.ToLower(k)] && len(vs) > 0 && vs[0] != "" && !strings.Contains(vs[0], "{{") {
+				if workflow.IsCredentialParam(k) && len(vs) > 0 && vs[0] != "" && !strings.Contains(vs[0], "{{") {
 					problems = append(problems, workflow.FieldProblem{Pointer: "/url", Message: "query parameter " + k + " in the URL: " + credentialAdvice})
 				}
 			}

@@ -111,3 +111,24 @@ func redactCredentials(s string) string {
 	}
 	return s
 }
+
+// credentialHeaders are headers that carry credentials: a definition or a
+// stored resource must never hold a literal value for them.
+var credentialHeaders = map[string]bool{
+	"authorization": true, "proxy-authorization": true, "cookie": true, "x-api-key": true,
+	"api-key": true, "x-auth-token": true, "x-access-token": true, "private-token": true,
+}
+
+// credentialParams are query parameters that carry credentials by convention.
+var credentialParams = map[string]bool{
+	"api_key": true, "apikey": true, "api-key": true, "key": true, "token": true, "access_token": true,
+	"auth": true, "secret": true, "client_secret": true, "password": true, "passwd": true, "sig": true, "signature": true,
+}
+
+// IsCredentialHeader reports whether an HTTP header, by its name in any
+// case, carries a credential.
+func IsCredentialHeader(name string) bool { return credentialHeaders[strings.ToLower(name)] }
+
+// IsCredentialParam reports whether a query parameter, by its name in any
+// case, carries a credential by convention.
+func IsCredentialParam(name string) bool { return credentialParams[strings.ToLower(name)] }
