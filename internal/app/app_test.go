@@ -6,11 +6,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/moatproject/moat/internal/api"
 	"github.com/moatproject/moat/internal/app"
 	"github.com/moatproject/moat/internal/config"
+	"github.com/moatproject/moat/internal/gateway"
 )
 
 func testConfig(t *testing.T) config.Config {
@@ -133,11 +137,58 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{func(c *config.Config) { c.Addr = "nonsense" }, "--addr"},
 		{func(c *config.Config) { c.DatabaseURL = "mysql://x" }, "--database-url"},
 		{func(c *config.Config) { c.Environment = "qa" }, "--env"},
+		{func(c *config.Config) { c.AILimitsPerKey = "rpm=lots" }, "--ai-limits-per-key"},
+		{func(c *config.Config) { c.AILimitsPerWorkflow = "budget=5/week" }, "--ai-limits-per-workflow"},
 	} {
 		c := testConfig(t)
 		tc.mutate(&c)
 		if _, err := app.Open(context.Background(), c, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("err = %v, want it to name %s", err, tc.want)
 		}
+	}
+}
+
+// The per-key limit of the flags applies to the OpenAI-compatible endpoint.
+func TestAILimitsPerKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := testConfig(t)
+	cfg.AILimitsPerKey = "rpm=2"
+	a, err := app.Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	token, err := a.Bootstrap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ kind, name, spec string }{
+		{gateway.KindVendor, "moat-local", `{"location":"on-premises","retentionDays":0}`},
+		{gateway.KindConnector, "local", `{"type":"local","vendor":"moat-local"}`},
+	} {
+		if _, err := api.ApplyResource(ctx, a.Store, r.kind, r.name, []byte(r.spec), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Gateway.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	var statuses []int
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions",
+			strings.NewReader(`{"model":"local/entities","messages":[{"role":"user","content":"mail ana@example.com"}]}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		statuses = append(statuses, res.StatusCode)
+	}
+	if !slices.Equal(statuses, []int{200, 200, 429}) {
+		t.Errorf("statuses %v, want 200, 200, 429", statuses)
 	}
 }

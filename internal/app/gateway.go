@@ -24,6 +24,15 @@ func (a *App) openGateway(ctx context.Context, egress *http.Client) error {
 	if err != nil {
 		return err
 	}
+	limits := map[string]gateway.Limits{}
+	for kind, flag := range map[string]struct{ name, value string }{
+		"key":      {"--ai-limits-per-key", a.Config.AILimitsPerKey},
+		"workflow": {"--ai-limits-per-workflow", a.Config.AILimitsPerWorkflow},
+	} {
+		if limits[kind], err = gateway.ParseLimits(flag.value); err != nil {
+			return fmt.Errorf("app: %s: %w", flag.name, err)
+		}
+	}
 	a.Gateway, err = gateway.New(ctx, gateway.Config{
 		Environment: a.Config.Environment,
 		Resources:   storeResources{a.Store},
@@ -32,6 +41,7 @@ func (a *App) openGateway(ctx context.Context, egress *http.Client) error {
 		HashKey:     key,
 		HTTPClient:  egress,
 		DataDir:     a.Config.DataDir,
+		Limits:      limits,
 	})
 	return err
 }

@@ -21,9 +21,14 @@ type Config struct {
 	// AllowPrivateEgress lets http.request reach loopback and private
 	// networks (development only).
 	AllowPrivateEgress bool
-	LogFormat          string // json or text
-	LogLevel           string // debug, info, warn, error
-	Workers            int
+	// AILimitsPerKey and AILimitsPerWorkflow bound the AI calls of each API
+	// key and of each workflow ("rpm=600,tpm=100000,budget=50/month");
+	// connectors carry their own limits.
+	AILimitsPerKey      string
+	AILimitsPerWorkflow string
+	LogFormat           string // json or text
+	LogLevel            string // debug, info, warn, error
+	Workers             int
 }
 
 // Environments are the names a deployment may use.
@@ -38,6 +43,9 @@ func Default() Config {
 		Environment: envOr("MOAT_ENV", "dev"),
 		LogFormat:   envOr("MOAT_LOG_FORMAT", "text"),
 		LogLevel:    envOr("MOAT_LOG_LEVEL", "info"),
+
+		AILimitsPerKey:      os.Getenv("MOAT_AI_LIMITS_PER_KEY"),
+		AILimitsPerWorkflow: os.Getenv("MOAT_AI_LIMITS_PER_WORKFLOW"),
 	}
 	c.AllowPrivateEgress, _ = strconv.ParseBool(os.Getenv("MOAT_ALLOW_PRIVATE_EGRESS"))
 	c.Workers, _ = strconv.Atoi(os.Getenv("MOAT_WORKERS"))
