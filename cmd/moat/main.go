@@ -66,7 +66,7 @@ func addServerFlags(cmd *cobra.Command, c *config.Config) {
 	f.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the embedded database and the bootstrap token (MOAT_DATA_DIR)")
 	f.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "postgres://… to use Postgres instead of the embedded SQLite (MOAT_DATABASE_URL)")
 	f.StringVar(&c.Environment, "env", c.Environment, "environment runs see as env.name: dev, staging or prod (MOAT_ENV)")
-	f.BoolVar(&c.AllowPrivateEgress, "allow-private-egress", c.AllowPrivateEgress, "let http.request reach loopback and private networks; development only (MOAT_ALLOW_PRIVATE_EGRESS)")
+	f.BoolVar(&c.AllowPrivateEgress, "allow-private-egress", c.AllowPrivateEgress, "let http.request and AI connectors reach loopback and private networks (MOAT_ALLOW_PRIVATE_EGRESS)")
 	f.StringVar(&c.AILimitsPerKey, "ai-limits-per-key", c.AILimitsPerKey, "limits on each API key's AI calls, e.g. rpm=600,tpm=100000,budget=50/month (MOAT_AI_LIMITS_PER_KEY)")
 	f.StringVar(&c.AILimitsPerWorkflow, "ai-limits-per-workflow", c.AILimitsPerWorkflow, "limits on each workflow's AI calls, same form (MOAT_AI_LIMITS_PER_WORKFLOW)")
 	f.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (MOAT_LOG_FORMAT)")

@@ -241,12 +241,15 @@ func nanpShape(text string, t *numToken) bool {
 	return len(d) == 10 && d[0] >= '2' && d[3] >= '2'
 }
 
-// parsePhone parses the candidate. A national number of North American
-// shape skips phonenumbers.Parse (whose normalisation runs several regular
-// expressions) and is built directly, which is what Parse would build for
-// region "US" from these digits.
+// parsePhone parses the candidate. A number of North American shape skips
+// phonenumbers.Parse (whose normalisation and extension stripping run
+// several regular expressions, most of a phone's cost) and is built
+// directly, which is what Parse would build from these digits: for region
+// "US" without '+', and for "+1" followed by [2-9]XX[2-9]XXXXXX with it
+// (the leading digit of such a national number is never NANP's national
+// prefix "1", so nothing is stripped).
 func parsePhone(raw string, plus bool, text string, t *numToken) (*phonenumbers.PhoneNumber, error) {
-	if !plus && nanpShape(text, t) {
+	if nanpShape(text, t) && (!plus || t.digits == 11) {
 		var buf [16]byte
 		d := digitsOf(buf[:0], text, t.start, t.end)
 		if len(d) == 11 {

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -315,6 +316,40 @@ func TestResolveOverlapsMatchesGreedy(t *testing.T) {
 		got := resolveOverlaps(slices.Clone(spans))
 		if !slices.EqualFunc(got, want, func(a, b span) bool { return a.Start == b.Start && a.End == b.End && a.Score == b.Score }) {
 			t.Fatalf("spans %+v\n got  %+v\n want %+v", spans, got, want)
+		}
+	}
+}
+
+// TestParsePhoneFastPathAgrees checks that the numbers parsePhone builds
+// without phonenumbers.Parse are the ones Parse builds.
+func TestParsePhoneFastPathAgrees(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(9, 10))
+	formats := []string{"+1 %s %s %s", "+1 (%s) %s-%s", "+1-%s-%s-%s", "+1.%s.%s.%s", "%s-%s-%s", "(%s) %s-%s", "1 %s %s %s"}
+	for range 5000 {
+		npa := fmt.Sprintf("%03d", 200+r.IntN(800))
+		nxx := fmt.Sprintf("%03d", 200+r.IntN(800))
+		line := fmt.Sprintf("%04d", r.IntN(10000))
+		f := formats[r.IntN(len(formats))]
+		raw := fmt.Sprintf(f, npa, nxx, line)
+		plus := raw[0] == '+'
+		i := 0
+		for !isDigit(raw[i]) {
+			i++
+		}
+		var tok numToken
+		parseNumToken(raw, i, &tok)
+		got, err := parsePhone(raw, plus, raw, &tok)
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		want, err := phonenumbers.Parse(raw, "US")
+		if err != nil {
+			t.Fatalf("%q: Parse: %v", raw, err)
+		}
+		if got.GetCountryCode() != want.GetCountryCode() || got.GetNationalNumber() != want.GetNationalNumber() ||
+			got.GetItalianLeadingZero() != want.GetItalianLeadingZero() || got.GetExtension() != want.GetExtension() {
+			t.Fatalf("%q: built %v, Parse gives %v", raw, got, want)
 		}
 	}
 }
