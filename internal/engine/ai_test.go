@@ -220,14 +220,9 @@ func aiScenarioUntrustedPrompt(t *testing.T, st store.Store) {
 	ai := &scriptedAI{script: []scripted{{res: classified()}}}
 	h := startAIHarness(t, st, ai, onlyLocal)
 	src := strings.Replace(triageWorkflow, `text: "{{ input.message }}"`, `prompt: "Classify: {{ input.message }}"`, 1)
-	run := h.start(h.save(src), triageInput)
-	run, steps := h.wait(run.ID, nil)
-	s := steps["classify"]
-	if run.Status != store.RunFailed || s.Attempts != 1 || !strings.Contains(s.Error, "input.message is declared x-trust: untrusted") {
-		t.Fatalf("status %s attempts %d error %q", run.Status, s.Attempts, s.Error)
-	}
-	if strings.Contains(s.Error, "charged twice") {
-		t.Fatalf("the error carries the value: %q", s.Error)
+	_, err := h.eng.SaveWorkflow(context.Background(), "triage.yaml", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), "with.prompt: untrusted input in instructions: input.message is declared x-trust: untrusted") {
+		t.Fatalf("save: %v", err)
 	}
 	if len(ai.requests()) != 0 {
 		t.Fatal("the gateway was called")

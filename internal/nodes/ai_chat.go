@@ -34,3 +34,8 @@ func (n AIChat) Execute(ctx context.Context, c *Call) (Result, error) {
 	_, out, err := a.chat(ctx)
 	return outputOf(out), err
 }
+
+// CheckInput refuses instructions naming input declared untrusted.
+func (AIChat) CheckInput(with map[string]any, in *workflow.Input) []workflow.FieldProblem {
+	return checkInstructions(with, in)
+}

@@ -129,3 +129,8 @@ func truncateText(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// CheckInput refuses instructions naming input declared untrusted.
+func (AIClassify) CheckInput(with map[string]any, in *workflow.Input) []workflow.FieldProblem {
+	return checkInstructions(with, in)
+}

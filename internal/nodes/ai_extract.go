@@ -98,3 +98,8 @@ func (n AIExtract) Execute(ctx context.Context, c *Call) (Result, error) {
 	out["value"] = value
 	return Result{Output: out}, nil
 }
+
+// CheckInput refuses instructions naming input declared untrusted.
+func (AIExtract) CheckInput(with map[string]any, in *workflow.Input) []workflow.FieldProblem {
+	return checkInstructions(with, in)
+}

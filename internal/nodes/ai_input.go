@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -79,6 +80,33 @@ func (t *inputTrust) instruction(field, tmpl string) (string, error) {
 		}
 	}
 	return trust, nil
+}
+
+// checkInstructions is the save-time form of instruction: every system,
+// prompt and message template that names untrusted input is a problem, so
+// such a workflow is refused before it ever runs.
+func checkInstructions(with map[string]any, in *workflow.Input) []workflow.FieldProblem {
+	t := newInputTrust(in)
+	var problems []workflow.FieldProblem
+	check := func(pointer string, raw any) {
+		tmpl, ok := raw.(string)
+		if !ok {
+			return
+		}
+		if _, err := t.instruction(strings.TrimPrefix(pointer, "/"), tmpl); errors.Is(err, ErrUntrustedInstruction) {
+			problems = append(problems, workflow.FieldProblem{Pointer: pointer, Message: strings.TrimPrefix(err.Error(), strings.TrimPrefix(pointer, "/")+": ")})
+		}
+	}
+	check("/system", with["system"])
+	check("/prompt", with["prompt"])
+	if list, ok := with["messages"].([]any); ok {
+		for i, e := range list {
+			if m, ok := e.(map[string]any); ok {
+				check(fmt.Sprintf("/messages/%d/content", i), m["content"])
+			}
+		}
+	}
+	return problems
 }
 
 // declared returns the class and trust the input schema declares for the

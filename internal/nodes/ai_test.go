@@ -295,18 +295,38 @@ func TestAIRefusesUntrustedInputInInstructions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			plan := aiPlan(t, "  - {id: a, uses: ai.chat, connector: local, with: "+tc.with+"}\n")
+			src := []byte(aiHeader + "  - {id: a, uses: ai.chat, connector: local, with: " + tc.with + "}\n")
+			named := func(what string, err error) {
+				t.Helper()
+				if !strings.Contains(err.Error(), " "+tc.field+" is declared x-trust: untrusted") || !strings.Contains(err.Error(), "data:") {
+					t.Errorf("%s: message %q does not name %s or point to data:", what, err, tc.field)
+				}
+				if strings.Contains(err.Error(), "charged twice") {
+					t.Errorf("%s: message %q carries the value", what, err)
+				}
+			}
+			// Refused when the workflow is saved…
+			_, err := workflow.Load("support.yaml", src, aiRegistry())
+			if err == nil {
+				t.Fatal("the workflow was accepted")
+			}
+			named("save", err)
+			// …and, for a version stored before the check, when the step runs.
+			def, _, err := workflow.Parse("support.yaml", src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			canonical, _ := json.Marshal(def)
+			plan, err := workflow.FromCanonical(canonical, aiRegistry())
+			if err != nil {
+				t.Fatalf("stored version: %v", err)
+			}
 			ai := &fakeAI{res: okResult()}
-			_, err := runAIStep(t, plan, "a", aiInput, ai)
+			_, err = runAIStep(t, plan, "a", aiInput, ai)
 			if !IsPermanent(err) || !errors.Is(err, ErrUntrustedInstruction) {
 				t.Fatalf("err %v, want a permanent refusal", err)
 			}
-			if !strings.Contains(err.Error(), " "+tc.field+" is declared x-trust: untrusted") || !strings.Contains(err.Error(), "data:") {
-				t.Errorf("message %q does not name %s or point to data:", err, tc.field)
-			}
-			if strings.Contains(err.Error(), "charged twice") {
-				t.Errorf("message %q carries the value", err)
-			}
+			named("run", err)
 			if ai.calls() != 0 {
 				t.Error("the gateway was called")
 			}
@@ -505,17 +525,17 @@ func TestAIInsideForeach(t *testing.T) {
 			t.Errorf("request %+v", r)
 		}
 	}
-	plan = aiPlan(t, `
+	// The step a foreach repeats is checked at save like any other.
+	_, err = workflow.Load("support.yaml", []byte(aiHeader+`
   - id: each
     uses: foreach
     connector: local
     with:
       items: "{{ input.list }}"
       step: {uses: ai.chat, with: {prompt: "{{ item }} {{ input.message }}"}}
-`)
-	ai = &fakeAI{res: res}
-	if _, err := runAIStep(t, plan, "each", aiInput, ai); !errors.Is(err, ErrUntrustedInstruction) || ai.calls() != 0 {
-		t.Fatalf("err %v calls %d", err, ai.calls())
+`), aiRegistry())
+	if err == nil || !strings.Contains(err.Error(), "input.message is declared x-trust: untrusted") {
+		t.Fatalf("err %v", err)
 	}
 }
 

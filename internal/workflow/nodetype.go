@@ -72,6 +72,12 @@ type SettingsChecker interface {
 	Check(with map[string]any) []FieldProblem
 }
 
+// InputChecker adds checks that need the workflow's input schema, such as
+// input declared untrusted named in an AI step's instructions.
+type InputChecker interface {
+	CheckInput(with map[string]any, input *Input) []FieldProblem
+}
+
 // Waiter is a node type whose steps wait (approval, wait). How long they
 // wait is a setting of theirs; a step-level timeout would mean nothing.
 type Waiter interface {

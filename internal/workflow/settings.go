@@ -54,6 +54,11 @@ func (cc *compiler) checkSettings(nt NodeType, with map[string]any, withPtr stri
 			cc.c.add(withPtr+fp.Pointer, "%s: %s", dotted("with", fp.Pointer), fp.Message)
 		}
 	}
+	// A stored version was checked when it was saved: a check added since
+	// must not make it unloadable (the node still refuses at run time).
+	if _, stored := cc.nodes.(storedNodeTypes); !stored {
+		cc.checkInput(nt, with, withPtr)
+	}
 	verbatim := map[string]bool{}
 	if ef, ok := nt.(ExpressionFielder); ok {
 		var fields []ExprField
@@ -197,5 +202,18 @@ func (cc *compiler) templates(v any, base, rel string, verbatim map[string]bool,
 		for i, e := range x {
 			cc.templates(e, base, index(rel, i), verbatim, scope, ctx)
 		}
+	}
+}
+
+// checkInput runs a node type's checks against the workflow's input schema.
+func (cc *compiler) checkInput(nt NodeType, with map[string]any, withPtr string) {
+	ic, ok := nt.(InputChecker)
+	if !ok {
+		return
+	}
+	var fps []FieldProblem
+	cc.guard(withPtr, nt, func() { fps = ic.CheckInput(with, cc.def.Input) })
+	for _, fp := range fps {
+		cc.c.add(withPtr+fp.Pointer, "%s: %s", dotted("with", fp.Pointer), fp.Message)
 	}
 }
