@@ -274,7 +274,7 @@ func TestChatErrors(t *testing.T) {
 				t.Errorf("status %d retry-after %v, want %d %v", ue.Status, ue.RetryAfter, tt.status, tt.retryAfter)
 			}
 			checkSafe(t, err)
-			checkSafe(t, errors.New(fmt.Sprintf("%+v %#v", err, err)))
+			checkSafe(t, fmt.Errorf("%+v %#v", err, err))
 		})
 	}
 }
