@@ -1008,7 +1008,7 @@ type parsedChat struct {
 }
 
 func (h *handlers) readChatRequest(w http.ResponseWriter, r *http.Request) (parsedChat, *openAIError) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := readBody(w, r)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return parsedChat{}, &openAIError{Status: http.StatusRequestEntityTooLarge, Type: errTypeInvalid, Code: gateway.CodeInvalid,
@@ -1028,6 +1028,23 @@ func (h *handlers) readChatRequest(w http.ResponseWriter, r *http.Request) (pars
 		return parsedChat{}, e
 	}
 	return parsedChat{chat: chat, gateway: greq}, nil
+}
+
+// bodyHintBytes is as much of a declared Content-Length as readBody sets
+// aside before reading: a client cannot make Moat reserve a megabyte by
+// announcing one and sending nothing.
+const bodyHintBytes = 64 << 10
+
+// readBody reads the body, at most maxBodyBytes. A declared length sizes
+// the buffer once, rather than growing it from 512 bytes by copies; it is
+// only a hint, and the limit is enforced on what is read.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 {
+		buf.Grow(int(min(n, bodyHintBytes)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	return buf.Bytes(), err
 }
 
 func setMoatHeaders(w http.ResponseWriter, rec gateway.Record) {

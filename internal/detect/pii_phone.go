@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"hash/maphash"
 	"sync"
 
 	"github.com/nyaruka/phonenumbers"
@@ -129,7 +130,7 @@ func (s *piiScan) phone(t *numToken) {
 	if !plus && !nanpShape(text, t) && ctxDist < 0 {
 		return // national numbers without context must be US-valid
 	}
-	if num, err := parsePhone(raw, plus, text, t); err == nil && validPhone(num) {
+	if v := usVerdict(raw, plus, text, t); v == phoneValid {
 		if plus {
 			score, reason = 0.85, "e164"
 		} else {
@@ -138,16 +139,13 @@ func (s *piiScan) phone(t *numToken) {
 	} else if plus {
 		// A '+' number outside the numbering plan but of a possible
 		// length for its country: weaker, and only when formatted.
-		if err != nil || !phonenumbers.IsPossibleNumber(num) || (len(t.groups) < 2 && ctxDist < 0) {
+		if v != phonePossible || (len(t.groups) < 2 && ctxDist < 0) {
 			return
 		}
 		score, reason = 0.55, "possible"
 	} else if ctxDist >= 0 {
-		for _, r := range phoneRegions {
-			if num, err := phonenumbers.Parse(raw, r); err == nil && phonenumbers.IsValidNumber(num) {
-				score, reason = 0.7, "valid:"+r
-				break
-			}
+		if r := validRegion(raw); r != "" {
+			score, reason = 0.7, "valid:"+r
 		}
 		if score == 0 && ctxDist <= 24 && !bare && t.digits <= 12 {
 			// Labelled as a phone, formatted as one, but not in a
@@ -319,4 +317,110 @@ func validPhone(num *phonenumbers.PhoneNumber) bool {
 		}
 	}
 	return phonenumbers.IsValidNumber(num)
+}
+
+// What libphonenumber says of a candidate read with default region "US".
+const (
+	phoneUnparsed byte = iota + 1 // Parse failed
+	phoneInvalid                  // parsed, neither valid nor possible
+	phonePossible                 // parsed, not valid, but of a possible length
+	phoneValid                    // parsed and valid
+)
+
+// usVerdict is parsePhone, validPhone and IsPossibleNumber in one answer.
+// North American shapes are cheap and answered directly; the rest costs
+// tens of microseconds of regular expressions in phonenumbers and is
+// remembered by raw text (see usMemo).
+func usVerdict(raw string, plus bool, text string, t *numToken) byte {
+	if nanpShape(text, t) && (!plus || t.digits == 11) {
+		num, _ := parsePhone(raw, plus, text, t)
+		return verdictOf(num, nil)
+	}
+	if v, ok := usMemo.get(raw); ok {
+		return v
+	}
+	num, err := parsePhone(raw, plus, text, t)
+	v := verdictOf(num, err)
+	usMemo.put(raw, v)
+	return v
+}
+
+func verdictOf(num *phonenumbers.PhoneNumber, err error) byte {
+	switch {
+	case err != nil:
+		return phoneUnparsed
+	case validPhone(num):
+		return phoneValid
+	case phonenumbers.IsPossibleNumber(num):
+		return phonePossible
+	}
+	return phoneInvalid
+}
+
+// validRegion is the first of phoneRegions in which raw, read as a
+// national number, is valid, or "" when there is none; remembered like
+// usVerdict, as it parses up to len(phoneRegions) times.
+func validRegion(raw string) string {
+	v, ok := regionMemo.get(raw)
+	if !ok {
+		v = 0
+		for i, r := range phoneRegions {
+			if num, err := phonenumbers.Parse(raw, r); err == nil && phonenumbers.IsValidNumber(num) {
+				v = byte(i + 1)
+				break
+			}
+		}
+		regionMemo.put(raw, v)
+	}
+	if v == 0 {
+		return ""
+	}
+	return phoneRegions[v-1]
+}
+
+// usMemo and regionMemo remember libphonenumber's answers by the exact
+// text it was given, so an answer is the one phonenumbers would give again
+// (it is deterministic): nothing is inferred from digits alone. It pays
+// because chat clients resend the whole conversation at each turn, so the
+// same numbers are checked again and again. The text is kept only as two
+// 64-bit hashes under random per-process seeds, so no phone number outlives
+// its request in memory, and a collision needs 128 bits to agree. Bounded:
+// when full it starts afresh, which keeps it small and needs no bookkeeping
+// per hit.
+var (
+	usMemo     = newVerdictMemo(4096)
+	regionMemo = newVerdictMemo(4096)
+)
+
+type verdictMemo struct {
+	seeds [2]maphash.Seed
+	mu    sync.Mutex
+	max   int
+	m     map[[2]uint64]byte
+}
+
+func newVerdictMemo(max int) *verdictMemo {
+	return &verdictMemo{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, max: max}
+}
+
+func (c *verdictMemo) key(raw string) [2]uint64 {
+	return [2]uint64{maphash.String(c.seeds[0], raw), maphash.String(c.seeds[1], raw)}
+}
+
+func (c *verdictMemo) get(raw string) (byte, bool) {
+	k := c.key(raw)
+	c.mu.Lock()
+	v, ok := c.m[k]
+	c.mu.Unlock()
+	return v, ok
+}
+
+func (c *verdictMemo) put(raw string, v byte) {
+	k := c.key(raw)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= c.max {
+		c.m = make(map[[2]uint64]byte, 64)
+	}
+	c.m[k] = v
+	c.mu.Unlock()
 }

@@ -353,3 +353,44 @@ func TestParsePhoneFastPathAgrees(t *testing.T) {
 		}
 	}
 }
+
+// TestPhoneMemoAgrees checks that remembered verdicts are libphonenumber's,
+// on the first call and on the remembered one, and that the memo stays
+// bounded.
+func TestPhoneMemoAgrees(t *testing.T) {
+	t.Parallel()
+	raws := []string{"+44 20 7946 0958", "+33 1 42 68 53 00", "+49 30 901820", "+44 1234", "+999 123 4567",
+		"020 7946 0958", "030 901820", "0612345678", "12 34 56 78", "+91 98765 43210", "+1 415 555 0132"}
+	for range 2 {
+		for _, raw := range raws {
+			plus := raw[0] == '+'
+			i := 0
+			for !isDigit(raw[i]) {
+				i++
+			}
+			var tok numToken
+			parseNumToken(raw, i, &tok)
+			num, err := parsePhone(raw, plus, raw, &tok)
+			if got, want := usVerdict(raw, plus, raw, &tok), verdictOf(num, err); got != want {
+				t.Fatalf("%q: usVerdict %d, phonenumbers says %d", raw, got, want)
+			}
+			want := ""
+			for _, r := range phoneRegions {
+				if n, err := phonenumbers.Parse(raw, r); err == nil && phonenumbers.IsValidNumber(n) {
+					want = r
+					break
+				}
+			}
+			if got := validRegion(raw); got != want {
+				t.Fatalf("%q: validRegion %q, phonenumbers says %q", raw, got, want)
+			}
+		}
+	}
+	m := newVerdictMemo(8)
+	for i := range 100 {
+		m.put(fmt.Sprint(i), 1)
+		if len(m.m) > 8 {
+			t.Fatalf("memo holds %d entries, bound is 8", len(m.m))
+		}
+	}
+}

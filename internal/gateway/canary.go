@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -71,37 +72,35 @@ func (c Canary) Leaked(answer string) bool {
 	// Base64 forms: only the base64 alphabet, URL-safe folded to standard.
 	var b64 strings.Builder
 	b64.Grow(len(text))
-	for _, r := range text {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			alnum.WriteRune(foldHexLookalike(r))
-			b64.WriteRune(r)
-		case r >= 'A' && r <= 'Z':
-			alnum.WriteRune(foldHexLookalike(r - 'A' + 'a'))
-			b64.WriteRune(r)
-		case r == '+' || r == '/':
-			b64.WriteRune(r)
-		case r == '-':
-			b64.WriteByte('+')
-		case r == '_':
-			b64.WriteByte('/')
-		default:
-			if f := foldHexLookalike(r); f != r {
-				alnum.WriteRune(f)
+	for i := 0; i < len(text); {
+		if b := text[i]; b < utf8.RuneSelf {
+			// Answers are mostly ASCII: a table lookup per byte rather
+			// than a rune switch and a builder call per rune.
+			if m := asciiAlnum[b]; m != 0 {
+				alnum.WriteByte(m)
 			}
+			if m := asciiBase64[b]; m != 0 {
+				b64.WriteByte(m)
+			}
+			i++
+			continue
 		}
+		r, n := utf8.DecodeRuneInString(text[i:])
+		i += n
+		writeCanaryForms(&alnum, &b64, r)
 	}
 	a := alnum.String()
 	if strings.Contains(a, c.secret) {
 		return true
 	}
-	for _, s := range c.variants() {
+	variants := c.variants()
+	for _, s := range variants {
 		if strings.Contains(a, hex.EncodeToString([]byte(s))) {
 			return true
 		}
 	}
 	bs := b64.String()
-	for _, s := range c.variants() {
+	for _, s := range variants {
 		for _, n := range base64Needles(s) {
 			if strings.Contains(bs, n) {
 				return true
@@ -136,6 +135,45 @@ func base64Needles(s string) []string {
 
 // foldHexLookalike maps letters that look like hex digits (Cyrillic and
 // Greek capitals and small letters, o for 0, i and l for 1) to them.
+// writeCanaryForms writes what r contributes to Leaked's two forms of the
+// answer.
+func writeCanaryForms(alnum, b64 *strings.Builder, r rune) {
+	switch {
+	case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+		alnum.WriteRune(foldHexLookalike(r))
+		b64.WriteRune(r)
+	case r >= 'A' && r <= 'Z':
+		alnum.WriteRune(foldHexLookalike(r - 'A' + 'a'))
+		b64.WriteRune(r)
+	case r == '+' || r == '/':
+		b64.WriteRune(r)
+	case r == '-':
+		b64.WriteByte('+')
+	case r == '_':
+		b64.WriteByte('/')
+	default:
+		if f := foldHexLookalike(r); f != r {
+			alnum.WriteRune(f)
+		}
+	}
+}
+
+// asciiAlnum and asciiBase64 are writeCanaryForms for each ASCII byte: the
+// byte it writes to each form, or 0 for none (it never writes two).
+var asciiAlnum, asciiBase64 = func() (a, b [utf8.RuneSelf]byte) {
+	for r := range rune(utf8.RuneSelf) {
+		var x, y strings.Builder
+		writeCanaryForms(&x, &y, r)
+		if x.Len() == 1 {
+			a[r] = x.String()[0]
+		}
+		if y.Len() == 1 {
+			b[r] = y.String()[0]
+		}
+	}
+	return a, b
+}()
+
 func foldHexLookalike(r rune) rune {
 	switch r {
 	case 'а', 'А', 'Α', 'α': // Cyrillic a, A; Greek Alpha, alpha

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -34,16 +35,31 @@ func newRequestID() string {
 	return "req_" + strings.ToLower(requestIDEncoding.EncodeToString(b[:]))
 }
 
-// digestMessages is the hex SHA-256 of the messages' JSON, as sent.
+// digestMessages is the hex SHA-256 of the messages' JSON, as sent: the
+// bytes json.Marshal gives, encoded straight into the hash rather than
+// into a copy of the whole prompt.
 func digestMessages(msgs []connectors.Message) string {
-	b, err := json.Marshal(msgs)
-	if err != nil {
+	h := sha256.New()
+	if err := json.NewEncoder(untilNewline{h}).Encode(msgs); err != nil {
 		// Messages are strings only; this cannot fail, but a digest of
 		// nothing must never pass for one of something.
 		return ""
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// untilNewline drops the newline Encoder.Encode puts after the value, so
+// the digest stays that of json.Marshal's output. Compact JSON holds no raw
+// newline, so a trailing one can only be the Encoder's, however it splits
+// its writes.
+type untilNewline struct{ w io.Writer }
+
+func (u untilNewline) Write(b []byte) (int, error) {
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		_, err := u.w.Write(b[:n-1])
+		return n, err
+	}
+	return u.w.Write(b)
 }
 
 // digestText is the hex SHA-256 of text.

@@ -126,9 +126,13 @@ func (t *Tokenizer) Restore(text string, allow func(class string) bool) (restore
 func tokenMatches(text string) [][2]int {
 	var out [][2]int
 	for i := 0; i < len(text); i++ {
-		if text[i] != '<' {
-			continue
+		// Every input passes here (twice per unit), and most hold no '<':
+		// IndexByte skips to the next candidate in vector steps.
+		k := strings.IndexByte(text[i:], '<')
+		if k < 0 {
+			break
 		}
+		i += k
 		j := i + 1
 		for j < len(text) && j-i <= 40 && ((text[j] >= 'A' && text[j] <= 'Z') || (text[j] >= '0' && text[j] <= '9') || text[j] == '_') {
 			j++
