@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/moatproject/moat/internal/connectors"
+	"github.com/moatproject/moat/internal/workflow"
 )
 
 // Bounds of the Shape stage; MaxPromptBytes (Config) bounds the total.
@@ -202,18 +202,9 @@ func validClass(s string) bool {
 
 // Compiled request schemas are kept by their JSON, as workflows send the
 // same schema on every call; the cache is bounded.
-const maxCachedSchemas = 1024
-
-var (
-	requestSchemaMu    sync.Mutex
-	requestSchemaCache = map[string]*jsonschema.Schema{}
-)
-
-const requestSchemaURL = "mem:///request-schema.json"
-
-// compileRequestSchema compiles a request's JSON Schema (draft 2020-12,
-// formats asserted as the answer check expects), refusing references to
-// anything outside the schema: compiling must never fetch.
+// compileRequestSchema compiles a request's JSON Schema within the size
+// limit, as workflow.CompileSchema does for definitions: formats asserted,
+// nothing outside the schema loaded.
 func compileRequestSchema(doc map[string]any) (*jsonschema.Schema, *Error) {
 	raw, err := json.Marshal(doc)
 	if err != nil {
@@ -222,38 +213,9 @@ func compileRequestSchema(doc map[string]any) (*jsonschema.Schema, *Error) {
 	if len(raw) > MaxSchemaBytes {
 		return nil, invalid("schema is %d bytes, over the limit of %d", len(raw), MaxSchemaBytes)
 	}
-	requestSchemaMu.Lock()
-	sch, ok := requestSchemaCache[string(raw)]
-	requestSchemaMu.Unlock()
-	if ok {
-		return sch, nil
-	}
-	plain, err := jsonschema.UnmarshalJSON(strings.NewReader(string(raw)))
-	if err != nil {
-		return nil, invalid("schema is not JSON")
-	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	c.UseLoader(refusingLoader{})
-	if err := c.AddResource(requestSchemaURL, plain); err != nil {
-		return nil, invalid("schema is not valid: %v", err)
-	}
-	sch, err = c.Compile(requestSchemaURL)
+	sch, err := workflow.CompileSchema(doc)
 	if err != nil {
 		return nil, invalid("schema is not valid: %v", err)
 	}
-	requestSchemaMu.Lock()
-	if len(requestSchemaCache) < maxCachedSchemas {
-		requestSchemaCache[string(raw)] = sch
-	}
-	requestSchemaMu.Unlock()
 	return sch, nil
-}
-
-// refusingLoader loads nothing: a schema may only refer to itself.
-type refusingLoader struct{}
-
-func (refusingLoader) Load(url string) (any, error) {
-	return nil, fmt.Errorf("gateway: schema refers to %s; only references within the schema are allowed", url)
 }

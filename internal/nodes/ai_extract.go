@@ -1,13 +1,10 @@
 package nodes
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/workflow"
@@ -48,29 +45,10 @@ func checkAnswerSchema(doc map[string]any) error {
 	if len(b) > gateway.MaxSchemaBytes {
 		return fmt.Errorf("the schema is %d bytes as JSON, more than %d", len(b), gateway.MaxSchemaBytes)
 	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("the schema cannot be read: %w", err)
-	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.UseLoader(noSchemaLoader{})
-	const url = "mem:///answer.json"
-	if err := c.AddResource(url, v); err != nil {
-		return fmt.Errorf("the schema is not valid: %w", err)
-	}
-	if _, err := c.Compile(url); err != nil {
+	if _, err := workflow.CompileSchema(doc); err != nil {
 		return fmt.Errorf("the schema is not valid: %w", err)
 	}
 	return nil
-}
-
-// noSchemaLoader refuses external schemas: a step's schema must not make
-// Moat read files or fetch URLs.
-type noSchemaLoader struct{}
-
-func (noSchemaLoader) Load(url string) (any, error) {
-	return nil, fmt.Errorf("external schema %s is not allowed; define it inline under $defs", url)
 }
 
 // Execute asks for the value and returns it checked.

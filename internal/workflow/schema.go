@@ -33,9 +33,11 @@ var (
 	schemaCache   = map[string]*jsonschema.Schema{}
 )
 
-// compileSchema compiles a draft 2020-12 schema with format assertions on.
-// Compiled schemas are cached by their JSON.
-func compileSchema(doc map[string]any) (*jsonschema.Schema, error) {
+// CompileSchema compiles a draft 2020-12 schema with format assertions on,
+// refusing references outside it (compiling never reads a file or fetches a
+// URL). Compiled schemas are cached by their JSON. Node types and the
+// gateway use it for the schemas steps and requests carry.
+func CompileSchema(doc map[string]any) (*jsonschema.Schema, error) {
 	key, err := json.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("schema is not JSON: %w", err)

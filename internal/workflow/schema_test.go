@@ -64,7 +64,7 @@ func TestValidateInputWithoutSchema(t *testing.T) {
 func TestFormatSchema(t *testing.T) {
 	t.Parallel()
 	doc := FormatSchema(testNodes)
-	sch, err := compileSchema(doc)
+	sch, err := CompileSchema(doc)
 	if err != nil {
 		t.Fatalf("FormatSchema does not compile: %v", err)
 	}

@@ -34,7 +34,7 @@ func (cc *compiler) settings() {
 // expressions; it returns the pointers (within with) left verbatim.
 func (cc *compiler) checkSettings(nt NodeType, with map[string]any, withPtr string, scope []string, ctx *exprCtx, depth int) map[string]bool {
 	if doc := nt.Schema(); doc != nil {
-		sch, err := compileSchema(doc)
+		sch, err := CompileSchema(doc)
 		if err != nil {
 			cc.c.add(withPtr, "node type %q has an invalid settings schema: %v", nt.Name(), err)
 		} else {

@@ -113,7 +113,7 @@ func (cc *compiler) inputSchema() {
 	}
 	const base = "/input/schema"
 	checkAnnotations(in.Schema, base, cc.c)
-	sch, err := compileSchema(in.Schema)
+	sch, err := CompileSchema(in.Schema)
 	if err != nil {
 		for _, fp := range schemaCompileProblems(err) {
 			cc.c.add(base+fp.ptr, "%s", fp.msg)
