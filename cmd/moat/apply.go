@@ -114,16 +114,27 @@ func collectDocuments(paths []string) ([]fileDocument, error) {
 	return docs, nil
 }
 
+// projectDocument is a Project resource as written.
+type projectDocument struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+}
+
+func (d fileDocument) project() (projectDocument, error) {
+	var p projectDocument
+	if err := yaml.Unmarshal(d.Source, &p); err != nil || p.Name == "" {
+		return p, fmt.Errorf("%s:%d: a Project needs a name", d.Path, d.Line)
+	}
+	return p, nil
+}
+
 func applyRemote(ctx context.Context, c *client.Client, d fileDocument, out io.Writer) error {
 	path := d.Path
 	switch d.Kind {
 	case "Project":
-		var p struct {
-			Name        string `yaml:"name"`
-			Description string `yaml:"description"`
-		}
-		if err := yaml.Unmarshal(d.Source, &p); err != nil || p.Name == "" {
-			return fmt.Errorf("%s:%d: a Project needs a name", path, d.Line)
+		p, err := d.project()
+		if err != nil {
+			return err
 		}
 		if _, err := c.Do(ctx, http.MethodPut, "/api/v1/projects/"+url.PathEscape(p.Name), nil, map[string]any{"description": p.Description}, nil); err != nil {
 			return fmt.Errorf("%s:%d: project %s: %w", path, d.Line, p.Name, err)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/moatproject/moat/internal/api"
 	"github.com/moatproject/moat/internal/app"
@@ -105,14 +104,11 @@ func applyLocal(ctx context.Context, a *app.App, paths []string, out io.Writer) 
 	for _, d := range docs {
 		switch d.Kind {
 		case "Project":
-			var p struct {
-				Name        string `yaml:"name"`
-				Description string `yaml:"description"`
+			p, err := d.project()
+			if err != nil {
+				return fmt.Errorf("apply %w", err)
 			}
-			if err := yaml.Unmarshal(d.Source, &p); err != nil || p.Name == "" {
-				return fmt.Errorf("apply %s:%d: a Project needs a name", d.Path, d.Line)
-			}
-			err := a.Store.InTx(ctx, func(tx store.Tx) error {
+			err = a.Store.InTx(ctx, func(tx store.Tx) error {
 				now := time.Now().UTC()
 				_, err := tx.UpsertProject(ctx, store.Project{ID: store.NewID("prj"), Name: p.Name, Description: p.Description, CreatedAt: now, UpdatedAt: now})
 				return err
