@@ -5,6 +5,7 @@
 package openai
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +19,6 @@ import (
 	sdk "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/azure"
 	"github.com/openai/openai-go/v3/option"
-	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/moatproject/moat/internal/connectors"
 )
@@ -56,7 +56,7 @@ type Config struct {
 
 // Connector calls one chat-completions endpoint.
 type Connector struct {
-	chat      sdk.ChatCompletionService
+	client    sdk.Client
 	timeout   time.Duration
 	legacyMax bool
 }
@@ -100,10 +100,10 @@ func New(cfg Config) (*Connector, error) {
 			opts = append(opts, option.WithOrganization(cfg.Organization))
 		}
 	}
-	// The chat-completions service alone, rather than sdk.NewClient, so that
-	// no OPENAI_* environment variable changes what is sent.
+	// A client holding these options alone, rather than sdk.NewClient, so
+	// that no OPENAI_* environment variable changes what is sent.
 	return &Connector{
-		chat:      sdk.NewChatCompletionService(opts...),
+		client:    sdk.Client{Options: opts},
 		timeout:   timeout,
 		legacyMax: cfg.LegacyMaxTokens,
 	}, nil
@@ -147,19 +147,23 @@ func azureOptions(cfg Config) ([]option.RequestOption, error) {
 // Kind is "openai".
 func (c *Connector) Kind() string { return "openai" }
 
-// Chat sends one chat completion.
+// Chat sends one chat completion. The SDK sends it (base URL, auth, Azure's
+// deployment routing, error decoding) with a body encoded here and an answer
+// decoded here: the SDK's reflective encoding of its params and decoding of
+// its answer type cost about 50 µs a call, more than the rest of the gateway's
+// request path together.
 func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connectors.Response, error) {
-	params, err := c.params(req)
+	body, err := c.body(req, false)
 	if err != nil {
 		return connectors.Response{}, err
 	}
 	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	res, err := c.chat.New(callCtx, params)
-	if err != nil {
+	var res chatCompletion
+	if err := c.client.Post(callCtx, chatPath, body, &res); err != nil {
 		return connectors.Response{}, classify(ctx, callCtx, "chat", err)
 	}
-	if res == nil || len(res.Choices) == 0 {
+	if len(res.Choices) == 0 {
 		return connectors.Response{}, malformed("chat", errors.New("answer has no choices"))
 	}
 	choice := res.Choices[0]
@@ -168,8 +172,8 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 		Model:        res.Model,
 		FinishReason: choice.FinishReason,
 		Usage: connectors.Usage{
-			PromptTokens:     int(res.Usage.PromptTokens),
-			CompletionTokens: int(res.Usage.CompletionTokens),
+			PromptTokens:     res.Usage.PromptTokens,
+			CompletionTokens: res.Usage.CompletionTokens,
 		},
 	}
 	if out.Content == "" && choice.Message.Refusal != "" {
@@ -185,42 +189,87 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 	return out, nil
 }
 
-// params turns a request into the SDK's parameters.
-func (c *Connector) params(req connectors.Request) (sdk.ChatCompletionNewParams, error) {
-	var p sdk.ChatCompletionNewParams
+const chatPath = "chat/completions"
+
+// chatRequest is the body of a chat completion, the fields Moat sends.
+type chatRequest struct {
+	Model               string          `json:"model"`
+	Messages            []wireMessage   `json:"messages"`
+	Temperature         *float64        `json:"temperature,omitempty"`
+	MaxTokens           int             `json:"max_tokens,omitempty"`
+	MaxCompletionTokens int             `json:"max_completion_tokens,omitempty"`
+	ResponseFormat      *responseFormat `json:"response_format,omitempty"`
+	Stream              bool            `json:"stream,omitempty"`
+	StreamOptions       *streamOptions  `json:"stream_options,omitempty"`
+}
+
+type wireMessage struct {
+	Role    connectors.Role `json:"role"`
+	Content string          `json:"content"`
+}
+
+type responseFormat struct {
+	Type       string     `json:"type"`
+	JSONSchema jsonSchema `json:"json_schema"`
+}
+
+type jsonSchema struct {
+	Name   string         `json:"name"`
+	Strict bool           `json:"strict"`
+	Schema map[string]any `json:"schema"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// chatCompletion is what Moat reads of an answer.
+type chatCompletion struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Message struct {
+			Content string `json:"content"`
+			Refusal string `json:"refusal"`
+		} `json:"message"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage wireUsage `json:"usage"`
+}
+
+type wireUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
+// body encodes a request as the upstream's JSON.
+func (c *Connector) body(req connectors.Request, stream bool) ([]byte, error) {
 	if req.Model == "" {
-		return p, rejected(errors.New("request names no model"))
+		return nil, rejected(errors.New("request names no model"))
 	}
 	if len(req.Messages) == 0 {
-		return p, rejected(errors.New("request has no messages"))
-	}
-	p.Model = shared.ChatModel(req.Model)
-	messages := connectors.FewShotMessages(req)
-	p.Messages = make([]sdk.ChatCompletionMessageParamUnion, 0, len(messages))
-	for i, m := range messages {
-		switch m.Role {
-		case connectors.System:
-			p.Messages = append(p.Messages, sdk.SystemMessage(m.Content))
-		case connectors.User:
-			p.Messages = append(p.Messages, sdk.UserMessage(m.Content))
-		case connectors.Assistant:
-			p.Messages = append(p.Messages, sdk.AssistantMessage(m.Content))
-		default:
-			return p, rejected(fmt.Errorf("message %d has unknown role %q", i, truncate(string(m.Role), 32)))
-		}
-	}
-	if req.Temperature != nil {
-		p.Temperature = sdk.Float(*req.Temperature)
+		return nil, rejected(errors.New("request has no messages"))
 	}
 	if req.MaxTokens < 0 {
-		return p, rejected(errors.New("max tokens must not be negative"))
+		return nil, rejected(errors.New("max tokens must not be negative"))
 	}
-	if req.MaxTokens > 0 {
-		if c.legacyMax {
-			p.MaxTokens = sdk.Int(int64(req.MaxTokens))
-		} else {
-			p.MaxCompletionTokens = sdk.Int(int64(req.MaxTokens))
+	w := chatRequest{Model: req.Model, Temperature: req.Temperature, Stream: stream}
+	if stream {
+		w.StreamOptions = &streamOptions{IncludeUsage: true}
+	}
+	messages := connectors.FewShotMessages(req)
+	w.Messages = make([]wireMessage, len(messages))
+	for i, m := range messages {
+		switch m.Role {
+		case connectors.System, connectors.User, connectors.Assistant:
+			w.Messages[i] = wireMessage{Role: m.Role, Content: m.Content}
+		default:
+			return nil, rejected(fmt.Errorf("message %d has unknown role %q", i, truncate(string(m.Role), 32)))
 		}
+	}
+	if c.legacyMax {
+		w.MaxTokens = req.MaxTokens
+	} else {
+		w.MaxCompletionTokens = req.MaxTokens
 	}
 	schema := req.Schema
 	if schema == nil && len(req.Labels) > 0 {
@@ -231,17 +280,16 @@ func (c *Connector) params(req connectors.Request) (sdk.ChatCompletionNewParams,
 		if name == "" {
 			name = DefaultSchemaName
 		}
-		p.ResponseFormat = sdk.ChatCompletionNewParamsResponseFormatUnion{
-			OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
-				JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{
-					Name:   name,
-					Strict: sdk.Bool(true),
-					Schema: schema,
-				},
-			},
-		}
+		w.ResponseFormat = &responseFormat{Type: "json_schema", JSONSchema: jsonSchema{Name: name, Strict: true, Schema: schema}}
 	}
-	return p, nil
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// Tokens such as <EMAIL_1> stay readable to the model.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(w); err != nil {
+		return nil, rejected(errors.New("the request cannot be encoded as JSON"))
+	}
+	return buf.Bytes(), nil
 }
 
 // labelSchema asks for {"label": one of labels}.

@@ -3,10 +3,11 @@ package openai
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"time"
 
-	sdk "github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/packages/ssestream"
 
 	"github.com/moatproject/moat/internal/connectors"
 )
@@ -17,11 +18,10 @@ import (
 // why it finished is an error, never a silent short answer. With Labels the
 // answer is gathered and sent as one chunk holding the label.
 func (c *Connector) ChatStream(ctx context.Context, req connectors.Request, each func(connectors.Chunk) error) error {
-	params, err := c.params(req)
+	body, err := c.body(req, true)
 	if err != nil {
 		return err
 	}
-	params.StreamOptions = sdk.ChatCompletionStreamOptionsParam{IncludeUsage: sdk.Bool(true)}
 
 	callCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -29,7 +29,9 @@ func (c *Connector) ChatStream(ctx context.Context, req connectors.Request, each
 	idle := time.AfterFunc(c.timeout, func() { cancel(errTimeout) })
 	defer idle.Stop()
 
-	stream := c.chat.NewStreaming(callCtx, params)
+	var raw *http.Response
+	err = c.client.Post(callCtx, chatPath, body, &raw)
+	stream := ssestream.NewStream[chatChunk](ssestream.NewDecoder(raw), err)
 	defer stream.Close()
 
 	labels := len(req.Labels) > 0 && req.Schema == nil
@@ -41,11 +43,8 @@ func (c *Connector) ChatStream(ctx context.Context, req connectors.Request, each
 	for stream.Next() {
 		idle.Reset(c.timeout)
 		ev := stream.Current()
-		if ev.JSON.Usage.Valid() {
-			usage = connectors.Usage{
-				PromptTokens:     int(ev.Usage.PromptTokens),
-				CompletionTokens: int(ev.Usage.CompletionTokens),
-			}
+		if ev.Usage != nil {
+			usage = connectors.Usage{PromptTokens: ev.Usage.PromptTokens, CompletionTokens: ev.Usage.CompletionTokens}
 		}
 		if len(ev.Choices) == 0 {
 			continue
@@ -91,6 +90,17 @@ func (c *Connector) ChatStream(ctx context.Context, req connectors.Request, each
 		}
 	}
 	return each(connectors.Chunk{Done: true, FinishReason: finish, Usage: usage})
+}
+
+// chatChunk is what Moat reads of a streamed event.
+type chatChunk struct {
+	Choices []struct {
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *wireUsage `json:"usage"`
 }
 
 // maxLabelAnswer bounds what is gathered when streaming a classification.
