@@ -109,12 +109,15 @@ func newPIICmd() *cobra.Command {
 
 func newGuardCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "guard", Short: "Check untrusted text for prompt-injection attempts, locally"}
-	var jsonl bool
+	var jsonl, data bool
 	scan := &cobra.Command{
 		Use:   "scan [FILE|-]",
 		Short: "Score a file or standard input as a prompt-injection attempt",
 		Long: "Plain mode prints the verdict, the score and the reasons; exit status 3 when it is an injection.\n" +
-			"--jsonl reads lines {\"id\":…,\"text\":…} and writes {\"id\":…,\"injection\":bool,\"score\":float,\"reasons\":[…]}.",
+			"--jsonl reads lines {\"id\":…,\"text\":…} and writes {\"id\":…,\"injection\":bool,\"score\":float,\"reasons\":[…]}.\n" +
+			"--data scans the text as untrusted data a model will read (an e-mail, a ticket, a web page), as the gateway\n" +
+			"does for data items: there a plain task for the assistant (\"write a poem\", \"what is the tallest mountain?\") is\n" +
+			"itself an injection. Without it the text is scored as a user's own prompt.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, closeIn, err := openInput(args)
@@ -122,9 +125,13 @@ func newGuardCmd() *cobra.Command {
 				return err
 			}
 			defer closeIn()
+			score := detect.Injection
+			if data {
+				score = detect.InjectionInData
+			}
 			if jsonl {
 				return eachRecord(in, cmd.OutOrStdout(), func(text string) any {
-					r := detect.Injection(text)
+					r := score(text)
 					reasons := r.Reasons
 					if reasons == nil {
 						reasons = []string{}
@@ -136,7 +143,7 @@ func newGuardCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r := detect.Injection(text)
+			r := score(text)
 			verdict := "no injection found"
 			if r.Injection {
 				verdict = "INJECTION"
@@ -152,6 +159,7 @@ func newGuardCmd() *cobra.Command {
 		},
 	}
 	scan.Flags().BoolVar(&jsonl, "jsonl", false, "read and write JSON lines")
+	scan.Flags().BoolVar(&data, "data", false, "score the text as untrusted data a model reads, not as a prompt")
 	cmd.AddCommand(scan)
 	return cmd
 }

@@ -33,11 +33,19 @@ const maxInjectionFindings = 64
 // text, each with a weight and a reason, and combined as 1 − Π(1 − wᵢ) over
 // distinct reasons. Findings carry code-point offsets into text.
 func Injection(text string) InjectionResult {
+	return injection(text, false)
+}
+
+// injection is Injection, and with data set InjectionInData.
+func injection(text string, data bool) InjectionResult {
 	sc := injPool.Get().(*injScratch)
 	sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0]}
 	sc.n.fill(text)
 	hits := sc.hits[:0]
 	sc.toks = collectSignals(&sc.n, text, &hits, 0, sc.toks[:0])
+	if data {
+		taskRequests(&sc.n, text, sc.toks, &hits)
+	}
 	res := buildResult(text, hits)
 	if cap(sc.n.start) <= maxPooledBytes && cap(sc.toks) <= maxPooledBytes/4 {
 		clear(hits)

