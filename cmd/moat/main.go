@@ -45,6 +45,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newServeCmd(), newRunCmd(), newValidateCmd(), newApplyCmd(),
 		newRunsCmd(), newTasksCmd(), newSchemaCmd(), newVersionCmd(),
 		newPIICmd(), newGuardCmd(),
+		newAuditCmd(),
+		newSecretCmd(), newKeysCmd(), newUnsealCmd(),
 	)
 	return root
 }

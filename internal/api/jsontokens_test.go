@@ -118,7 +118,7 @@ func TestJSONTokensStrings(t *testing.T) {
 		`"\ud800x"`:            "\uFFFDx",
 		"\"a\xffb\"":           "a\uFFFDb",
 		`"tab\tand\\slash\/"`:  "tab\tand\\slash/",
-		`"déjà vu, 日本語"`:        "déjà vu, 日本語",
+		`"déjà vu, 日本語"`:       "déjà vu, 日本語",
 		`"\ud800\ud800\udc00"`: "\uFFFD\U00010000",
 	} {
 		tok, err := newJSONTokens([]byte(text)).Token()

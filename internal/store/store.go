@@ -56,6 +56,9 @@ type Tx interface {
 // Queries are the operations available both on the store and inside a
 // transaction. Time values are stored with microsecond precision in UTC.
 type Queries interface {
+	AuditQueries // the audit log (audit.go)
+
+	SecretQueries // the vault's rows (secrets.go)
 	// Projects.
 	UpsertProject(ctx context.Context, p Project) (Project, error)
 	GetProject(ctx context.Context, name string) (Project, error)

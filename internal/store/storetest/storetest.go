@@ -44,6 +44,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Resources", testResources},
 		{"ResourcesInTx", testResourcesInTx},
 		{"RunTokens", testRunTokens},
+		{"VaultState", testVaultState},
+		{"Secrets", testSecrets},
+		{"Audit", testAudit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,552 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/moatproject/moat/internal/store"
+)
+
+// Options tune a Log. Zero values take the defaults.
+type Options struct {
+	// CheckpointEvery signs a checkpoint once this many records follow the
+	// last one (default 1000).
+	CheckpointEvery int64
+	// CheckpointInterval signs a checkpoint of any new records this long
+	// after the last one (default 10 s).
+	CheckpointInterval time.Duration
+	// Timeout bounds an Append, from the call until its records are
+	// committed (and accepted by every required sink); default 2 s. Past it
+	// Append fails with ErrTimeout, so the caller can fail closed.
+	Timeout time.Duration
+	// MaxBatch bounds the records committed in one transaction (default
+	// 2000).
+	MaxBatch int
+	// Sinks receive every committed record and checkpoint, in sequence
+	// order, after the database. Their names must be unique.
+	Sinks []Sink
+	// Require names the sinks that must accept a batch for Append to
+	// succeed. The others only count their failures (Stats): the database
+	// alone decides whether an Append succeeds.
+	Require []string
+	// SinkQueue bounds the batches waiting for each sink (default 256).
+	// A sink that falls further behind catches up from the database.
+	SinkQueue int
+	// Now is the clock; time.Now by default.
+	Now func() time.Time
+	// Logger receives sink failures (never a record's content).
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = 1000
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = 10 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 2000
+	}
+	if o.SinkQueue <= 0 {
+		o.SinkQueue = 256
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Log is the audit log. Append is safe for concurrent use: one goroutine
+// commits the records of all waiting callers in one transaction (group
+// commit), so throughput grows with the number of appenders while each
+// Append still returns only after its records are committed.
+type Log struct {
+	st     store.Store
+	signer note.Signer
+	hmac   []byte
+	opts   Options
+
+	reqs    chan *request
+	closing chan struct{}
+	done    chan struct{}
+	once    sync.Once
+
+	// Owned by the writer goroutine.
+	tree     frontier
+	lastCP   int64
+	lastCPAt time.Time
+	stale    bool // the store may differ from tree: reload before writing
+
+	size    atomic.Int64 // committed records, for Stats and the sinks
+	cpSize  atomic.Int64 // size of the newest checkpoint
+	runners []*sinkRunner
+	err     error // from Close
+}
+
+// maxConflictRetries bounds how often a batch is rewritten after another
+// writer took its sequence numbers.
+const maxConflictRetries = 20
+
+// request is one Append waiting for the writer.
+type request struct {
+	recs  []stored
+	state atomic.Int32 // reqPending, reqTaken, reqAbandoned
+	first int64        // the first record's seq, once committed
+	done  chan error   // buffered: the writer never blocks on it
+}
+
+const (
+	reqPending int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+// Open starts a log on st. It loads the right edge of the tree from the
+// stored hashes and refuses to start when they disagree with the newest
+// checkpoint, or when signer did not sign it (ErrWrongKey).
+func Open(ctx context.Context, st store.Store, signer note.Signer, hmacKey []byte, opts Options) (*Log, error) {
+	opts.defaults()
+	if signer == nil || len(hmacKey) < 16 {
+		return nil, errors.New("audit: open: a signer and an HMAC key of at least 16 bytes are required")
+	}
+	l := &Log{
+		st: st, signer: signer, hmac: hmacKey, opts: opts,
+		reqs:    make(chan *request, 4096),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if err := l.load(ctx); err != nil {
+		return nil, err
+	}
+	required := map[string]bool{}
+	for _, name := range opts.Require {
+		required[name] = true
+	}
+	seen := map[string]bool{}
+	for _, s := range opts.Sinks {
+		name := s.Name()
+		if name == "" || seen[name] {
+			return nil, fmt.Errorf("audit: open: sink name %q is empty or used twice", name)
+		}
+		seen[name] = true
+		delete(required, name)
+	}
+	for name := range required {
+		return nil, fmt.Errorf("audit: open: required sink %q is not configured", name)
+	}
+	for _, s := range opts.Sinks {
+		r, err := newSinkRunner(ctx, l, s, slices.Contains(opts.Require, s.Name()))
+		if err != nil {
+			for _, started := range l.runners {
+				started.stop(time.Second)
+			}
+			return nil, err
+		}
+		l.runners = append(l.runners, r)
+	}
+	go l.run()
+	return l, nil
+}
+
+// load reads the log's size, the right edge of its tree and its newest
+// checkpoint from the store.
+func (l *Log) load(ctx context.Context) error {
+	size, err := l.st.AuditSize(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: open: %w", err)
+	}
+	tree, err := loadFrontier(ctx, l.st, size)
+	if err != nil {
+		return fmt.Errorf("audit: open: %w", err)
+	}
+	l.tree, l.lastCP, l.lastCPAt = tree, 0, l.opts.Now()
+	cp, err := l.st.LatestAuditCheckpoint(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("audit: open: %w", err)
+	default:
+		if err := l.checkNewest(ctx, cp, size); err != nil {
+			return err
+		}
+		l.lastCP = cp.Size
+	}
+	l.size.Store(size)
+	l.cpSize.Store(l.lastCP)
+	l.stale = false
+	return nil
+}
+
+// checkNewest checks that the newest checkpoint was signed by our key and
+// that the stored hashes reproduce its root, so that the log is not
+// extended from a tree nobody signed.
+func (l *Log) checkNewest(ctx context.Context, cp store.AuditCheckpoint, size int64) error {
+	_, err := note.Open(cp.Note, note.VerifierList())
+	var unverified *note.UnverifiedNoteError
+	if !errors.As(err, &unverified) {
+		return fmt.Errorf("%w: checkpoint at size %d is not a signed note", ErrTampered, cp.Size)
+	}
+	n := unverified.Note
+	signed := false
+	for _, s := range n.UnverifiedSigs {
+		signed = signed || (s.Name == l.signer.Name() && s.Hash == l.signer.KeyHash())
+	}
+	if !signed {
+		return fmt.Errorf("%w: the newest checkpoint (size %d) carries no signature of key %s+%08x", ErrWrongKey, cp.Size, l.signer.Name(), l.signer.KeyHash())
+	}
+	tree, err := tlog.ParseTree([]byte(n.Text))
+	if err != nil || tree.N != cp.Size {
+		return fmt.Errorf("%w: checkpoint at size %d does not hold a tree of that size", ErrTampered, cp.Size)
+	}
+	if cp.Size > size {
+		return fmt.Errorf("%w: the log holds %d records but its newest checkpoint covers %d (truncated); run moat audit verify", ErrTampered, size, cp.Size)
+	}
+	at, err := loadFrontier(ctx, l.st, cp.Size)
+	if err != nil {
+		return fmt.Errorf("audit: open: %w", err)
+	}
+	if at.root() != tree.Hash {
+		return fmt.Errorf("%w: the stored tree hashes do not match the newest checkpoint (size %d); run moat audit verify", ErrTampered, cp.Size)
+	}
+	return nil
+}
+
+// loadFrontier reads the right edge of the tree of size n from the hashes
+// stored with the records.
+func loadFrontier(ctx context.Context, q store.AuditQueries, n int64) (frontier, error) {
+	f := frontier{size: n}
+	cache := map[int64][]tlog.Hash{}
+	for _, idx := range frontierIndexes(n) {
+		seq, pos := hashOwner(idx)
+		hs, ok := cache[seq]
+		if !ok {
+			b, err := q.AuditHashes(ctx, seq)
+			if err != nil {
+				return frontier{}, err
+			}
+			if hs, err = splitHashes(seq, b); err != nil {
+				return frontier{}, fmt.Errorf("%w: %w", ErrTampered, err)
+			}
+			cache[seq] = hs
+		}
+		f.nodes = append(f.nodes, hs[pos])
+	}
+	return f, nil
+}
+
+// HMAC returns the HMAC under the log's key of a value a person supplies,
+// in the form the log stores, so they can search the log for it.
+func (l *Log) HMAC(value string) string { return hmacValue(l.hmac, value) }
+
+// Append adds records to the log and returns their sequence numbers. It
+// returns once they are committed to the database (and accepted by every
+// required sink), or fails: with ErrTimeout after Options.Timeout, with
+// ErrInvalid for a record the log refuses (then nothing is appended), or
+// with the store's error. A caller auditing an action must not perform it
+// when Append fails.
+func (l *Log) Append(ctx context.Context, recs ...Record) ([]int64, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	if len(recs) > l.opts.MaxBatch {
+		return nil, fmt.Errorf("%w: %d records in one append, more than %d", ErrInvalid, len(recs), l.opts.MaxBatch)
+	}
+	now := l.opts.Now()
+	req := &request{recs: make([]stored, len(recs)), done: make(chan error, 1)}
+	for i, r := range recs {
+		s, err := prepare(l.hmac, r, now)
+		if err != nil {
+			return nil, fmt.Errorf("audit: append record %d of %d: %w", i+1, len(recs), err)
+		}
+		req.recs[i] = s
+	}
+	timer := time.NewTimer(l.opts.Timeout)
+	defer timer.Stop()
+	select {
+	case l.reqs <- req:
+	case <-l.closing:
+		return nil, ErrClosed
+	case <-timer.C:
+		return nil, fmt.Errorf("%w: the writer is busy (after %v)", ErrTimeout, l.opts.Timeout)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("audit: append: %w", ctx.Err())
+	}
+	var err error
+	select {
+	case err = <-req.done:
+	case <-l.done:
+		// The writer drains the queue before it stops: an answer is there
+		// unless the request came after it finished.
+		select {
+		case err = <-req.done:
+		default:
+			return nil, ErrClosed
+		}
+	case <-timer.C:
+		if req.state.CompareAndSwap(reqPending, reqAbandoned) {
+			return nil, fmt.Errorf("%w: not committed within %v", ErrTimeout, l.opts.Timeout)
+		}
+		return nil, fmt.Errorf("%w: commit not confirmed within %v; the records may be in the log", ErrTimeout, l.opts.Timeout)
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(reqPending, reqAbandoned) {
+			return nil, fmt.Errorf("audit: append: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("audit: append: %w; the records may be in the log", ctx.Err())
+	}
+	if err != nil {
+		return nil, err
+	}
+	end := req.first + int64(len(req.recs))
+	for _, r := range l.runners {
+		if r.required {
+			if err := r.waitDelivered(ctx, end, timer.C); err != nil {
+				return nil, err
+			}
+		}
+	}
+	seqs := make([]int64, len(req.recs))
+	for i := range seqs {
+		seqs[i] = req.first + int64(i)
+	}
+	return seqs, nil
+}
+
+// Size is the number of committed records.
+func (l *Log) Size() int64 { return l.size.Load() }
+
+// Close commits what is queued, signs a last checkpoint, flushes the
+// sinks (waiting at most Options.Timeout for each) and closes them. The
+// store stays open: it belongs to the caller.
+func (l *Log) Close() error {
+	l.once.Do(func() {
+		close(l.closing)
+		<-l.done
+		var errs []error
+		if l.err != nil {
+			errs = append(errs, l.err)
+		}
+		for _, r := range l.runners {
+			errs = append(errs, r.stop(l.opts.Timeout))
+		}
+		l.err = errors.Join(errs...)
+	})
+	return l.err
+}
+
+// run is the writer: it takes every waiting request into one transaction.
+func (l *Log) run() {
+	defer close(l.done)
+	tick := time.NewTicker(min(l.opts.CheckpointInterval, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case req := <-l.reqs:
+			l.commit(req)
+		case <-tick.C:
+			if l.tree.size > l.lastCP && l.opts.Now().Sub(l.lastCPAt) >= l.opts.CheckpointInterval {
+				if err := l.write(nil, 0, true); err != nil {
+					l.opts.Logger.Error("audit: timed checkpoint", "error", err)
+				}
+			}
+		case <-l.closing:
+			for {
+				select {
+				case req := <-l.reqs:
+					l.commit(req)
+					continue
+				default:
+				}
+				break
+			}
+			if l.tree.size > l.lastCP || l.stale {
+				if err := l.write(nil, 0, true); err != nil {
+					l.err = fmt.Errorf("audit: close: last checkpoint: %w", err)
+				}
+			}
+			return
+		}
+	}
+}
+
+// commit writes first and every other waiting request in one transaction.
+func (l *Log) commit(first *request) {
+	var batch []*request
+	n := 0
+	take := func(r *request) {
+		if r.state.CompareAndSwap(reqPending, reqTaken) {
+			batch = append(batch, r)
+			n += len(r.recs)
+		}
+	}
+	take(first)
+	for n < l.opts.MaxBatch {
+		select {
+		case r := <-l.reqs:
+			take(r)
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) == 0 {
+		return
+	}
+	err := l.write(batch, n, false)
+	for try := 0; errors.Is(err, store.ErrConflict) && try < maxConflictRetries; try++ {
+		// Another writer got past the lock check (it should not): pause
+		// and continue from its tail.
+		time.Sleep(time.Duration(rand.Int64N(int64(2 * time.Millisecond))))
+		err = l.write(batch, n, false)
+	}
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// write commits the batch's records (none for a checkpoint alone) and,
+// when one is due or forced, a checkpoint. Under the store's audit lock it
+// checks that the log still ends where this writer thinks, and otherwise
+// continues from the stored tail, so several writers (nodes sharing
+// Postgres) take turns instead of failing.
+func (l *Log) write(batch []*request, n int, forceCheckpoint bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
+	defer cancel()
+	var (
+		tree   frontier
+		lastCP int64
+		rows   []store.AuditRecord
+		cp     *store.AuditCheckpoint
+	)
+	now := l.opts.Now()
+	err := l.st.InTx(ctx, func(tx store.Tx) error {
+		if err := tx.LockAudit(ctx); err != nil {
+			return err
+		}
+		size, err := tx.AuditSize(ctx)
+		if err != nil {
+			return err
+		}
+		tree, lastCP = l.tree.clone(), l.lastCP
+		if l.stale || size != tree.size {
+			if tree, err = loadFrontier(ctx, tx, size); err != nil {
+				return err
+			}
+			c, err := tx.LatestAuditCheckpoint(ctx)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				lastCP = 0
+			case err != nil:
+				return err
+			default:
+				lastCP = c.Size
+			}
+		}
+		rows = l.hashBatch(&tree, batch, n)
+		cp = nil
+		due := tree.size-lastCP >= l.opts.CheckpointEvery || now.Sub(l.lastCPAt) >= l.opts.CheckpointInterval
+		if tree.size > lastCP && (due || forceCheckpoint) {
+			c, err := l.sign(&tree, now)
+			if err != nil {
+				return err
+			}
+			cp = &c
+		}
+		if err := tx.AppendAudit(ctx, rows); err != nil {
+			return err
+		}
+		if cp != nil {
+			return tx.AddAuditCheckpoint(ctx, *cp)
+		}
+		return nil
+	})
+	if err != nil {
+		// A failed commit may still have reached the database (a lost
+		// connection after COMMIT): reload before the next batch.
+		l.stale = true
+		if len(rows) > 0 {
+			return fmt.Errorf("audit: append records %d..%d: %w", rows[0].Seq, rows[len(rows)-1].Seq, err)
+		}
+		return fmt.Errorf("audit: checkpoint: %w", err)
+	}
+	l.tree, l.lastCP, l.stale = tree, lastCP, false
+	l.size.Store(tree.size)
+	lines := make([]Line, 0, len(rows)+1)
+	for i := range rows {
+		lines = append(lines, Line{Type: LineRecord, Record: &rows[i], Hash: tlog.Hash(rows[i].Hashes[:tlog.HashSize])})
+	}
+	if cp != nil {
+		l.lastCP, l.lastCPAt = cp.Size, now
+		l.cpSize.Store(cp.Size)
+		lines = append(lines, Line{Type: LineCheckpoint, Checkpoint: cp})
+	}
+	first := tree.size
+	if len(rows) > 0 {
+		first = rows[0].Seq
+	}
+	if len(lines) > 0 {
+		l.publish(first, tree.size, lines)
+	}
+	return nil
+}
+
+// hashBatch numbers the batch's records from tree's size, adds them to
+// tree and returns the rows to store, each with its stored hashes.
+func (l *Log) hashBatch(tree *frontier, batch []*request, n int) []store.AuditRecord {
+	rows := make([]store.AuditRecord, 0, n)
+	hashes := make([]byte, 0, 2*n*tlog.HashSize+64*tlog.HashSize)
+	var buf []byte
+	var hs []tlog.Hash
+	for _, req := range batch {
+		req.first = tree.size
+		for i := range req.recs {
+			r := &req.recs[i]
+			r.Seq = tree.size
+			var leaf tlog.Hash
+			leaf, buf = leafHash(buf, r)
+			hs = tree.push(leaf, hs[:0])
+			start := len(hashes)
+			for _, h := range hs {
+				hashes = append(hashes, h[:]...)
+			}
+			rows = append(rows, store.AuditRecord{
+				Seq: r.Seq, Time: r.Time, Actor: r.Actor, Action: r.Action, Resource: r.Resource, Outcome: r.Outcome,
+				Details: r.Details, Hashes: hashes[start:len(hashes):len(hashes)],
+			})
+		}
+	}
+	return rows
+}
+
+// sign makes the checkpoint of tree.
+func (l *Log) sign(tree *frontier, now time.Time) (store.AuditCheckpoint, error) {
+	text := tlog.FormatTree(tlog.Tree{N: tree.size, Hash: tree.root()})
+	msg, err := note.Sign(&note.Note{Text: string(text)}, l.signer)
+	if err != nil {
+		return store.AuditCheckpoint{}, fmt.Errorf("audit: sign checkpoint at size %d: %w", tree.size, err)
+	}
+	return store.AuditCheckpoint{Size: tree.size, Note: msg, CreatedAt: now.UTC()}, nil
+}
+
+// publish hands committed lines (records first..end-1, then perhaps a
+// checkpoint of size end) to the sinks without waiting for them.
+func (l *Log) publish(first, end int64, lines []Line) {
+	for _, r := range l.runners {
+		r.offer(sinkBatch{first: first, end: end, lines: lines})
+	}
+}
