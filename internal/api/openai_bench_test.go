@@ -2,6 +2,8 @@ package api
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +21,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/moatproject/moat/internal/audit"
+	"github.com/moatproject/moat/internal/gateway"
+	"github.com/moatproject/moat/internal/store/sqlite"
 )
 
 // benchRate is the offered load of BenchmarkGatewayOverhead, per target,
@@ -44,20 +53,30 @@ var benchPrompt = func() string {
 
 // BenchmarkGatewayOverhead offers the same open-loop load (benchRate
 // requests a second, sent on schedule whether or not earlier ones have
-// answered) to Moat's /v1/chat/completions and to a bare reverse proxy in
-// front of the same fake upstream, and reports the latency of each and the
-// difference: what the gateway adds. Each of b.N requests is sent to both;
-// run it with -benchtime=20000x for 10 s of load on each.
+// answered) to Moat's /v1/chat/completions, to the same with each call's
+// record committed to the audit log, and to a bare reverse proxy in front of
+// the same fake upstream, and reports the latency of each and the
+// differences: what the gateway adds. Each of b.N requests is sent to all
+// three; run it with -benchtime=20000x for 10 s of load on each.
 //
 // Latency is measured from the time a request was due, not from when it was
 // sent, so a stalled sender counts against the run (no coordinated
-// omission). The two targets alternate in rounds, so that other load on
-// the machine falls on both alike.
+// omission). The targets alternate in rounds, so that other load on the
+// machine falls on all alike.
 func BenchmarkGatewayOverhead(b *testing.B) {
 	// The gateway's connector needs pooled connections as the proxy has
 	// them: the default keeps two idle per host, and at this rate the rest
 	// would be new connections, measuring TCP set-up rather than Moat.
 	s := newOpenAIStackHTTP(b, &http.Client{Transport: benchTransport()})
+	// The same gateway recording each call as production does: in the
+	// tamper-evident audit log, committed to SQLite before the answer is
+	// released (fail closed). The first stack keeps records in memory, so
+	// the two show what the pipeline costs and what the durable record adds.
+	auditLog := openBenchAuditLog(b)
+	audited := newOpenAIStackConfig(b, func(cfg *gateway.Config) {
+		cfg.HTTPClient = &http.Client{Transport: benchTransport()}
+		cfg.Recorder = gateway.AuditRecorder{Log: auditLog}
+	})
 	upstream, err := url.Parse(s.upstream.srv.URL)
 	if err != nil {
 		b.Fatal(err)
@@ -73,14 +92,15 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	}
 	client := &http.Client{Transport: benchTransport(), Timeout: 30 * time.Second}
 	moatLoad := &load{client: client, url: s.URL + "/v1/chat/completions", token: e2eToken, body: body}
+	auditedLoad := &load{client: client, url: audited.URL + "/v1/chat/completions", token: e2eToken, body: body}
 	bareLoad := &load{client: client, url: bare.URL + "/v1/chat/completions", body: body}
+	loads := []*load{bareLoad, moatLoad, auditedLoad}
 
-	// Warm both paths (connections, pools, caches) outside the measurement.
-	warm := min(b.N, 200)
-	moatLoad.run(warm)
-	bareLoad.run(warm)
-	moatLoad.reset()
-	bareLoad.reset()
+	// Warm every path (connections, pools, caches) outside the measurement.
+	for _, l := range loads {
+		l.run(min(b.N, 200))
+		l.reset()
+	}
 
 	const rounds = 4
 	b.ResetTimer()
@@ -89,17 +109,18 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		if r == rounds-1 {
 			n = b.N - n*(rounds-1)
 		}
-		bareLoad.run(n)
-		moatLoad.run(n)
+		for _, l := range loads {
+			l.run(n)
+		}
 	}
 	b.StopTimer()
 
-	for _, l := range []*load{moatLoad, bareLoad} {
+	for _, l := range loads {
 		if f := l.failed.Load(); f > 0 {
 			b.Fatalf("%s: %d of %d requests failed (first: %v)", l.url, f, len(l.latencies), l.firstErr.Load())
 		}
 	}
-	moat, proxied := percentiles(moatLoad.latencies), percentiles(bareLoad.latencies)
+	moat, proxied, withAudit := percentiles(moatLoad.latencies), percentiles(bareLoad.latencies), percentiles(auditedLoad.latencies)
 	own := percentiles(moatLoad.overheads)
 	b.ReportMetric(0, "ns/op") // wall time per request is the schedule's, not a measure
 	b.ReportMetric(proxied.p50, "proxy-p50-µs")
@@ -108,13 +129,40 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	b.ReportMetric(moat.p99, "moat-p99-µs")
 	b.ReportMetric(moat.p50-proxied.p50, "overhead-p50-µs")
 	b.ReportMetric(moat.p99-proxied.p99, "overhead-p99-µs")
+	b.ReportMetric(withAudit.p50-proxied.p50, "audited-overhead-p50-µs")
+	b.ReportMetric(withAudit.p99-proxied.p99, "audited-overhead-p99-µs")
 	b.ReportMetric(own.p50, "header-overhead-p50-µs")
 	b.ReportMetric(own.p99, "header-overhead-p99-µs")
 	// CPU of the whole process (client, fake upstream and the path under
 	// test) per request: the difference is what Moat costs in CPU, which
 	// decides the rate two cores can sustain.
 	b.ReportMetric(moatLoad.cpuPerRequest(), "moat-cpu-µs/req")
+	b.ReportMetric(auditedLoad.cpuPerRequest(), "audited-cpu-µs/req")
 	b.ReportMetric(bareLoad.cpuPerRequest(), "proxy-cpu-µs/req")
+}
+
+func openBenchAuditLog(b *testing.B) *audit.Log {
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "audit.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	skey, _, err := note.GenerateKey(rand.Reader, audit.KeyName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hkey := make([]byte, 32)
+	rand.Read(hkey)
+	log, err := audit.Open(context.Background(), st, signer, hkey, audit.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { log.Close() })
+	return log
 }
 
 func benchTransport() *http.Transport {

@@ -14,6 +14,7 @@ import (
 	"github.com/moatproject/moat/internal/engine"
 	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/store"
+	"github.com/moatproject/moat/internal/vault"
 )
 
 // Limits on request bodies.
@@ -33,6 +34,8 @@ type Deps struct {
 	Ready func(ctx context.Context) error
 	// Gateway runs AI calls; nil when none is configured.
 	Gateway *gateway.Gateway
+	// Vault holds secrets; nil serves no /api/v1/secrets or /api/v1/vault.
+	Vault *vault.Vault
 }
 
 // New returns the HTTP handler for the whole server.
@@ -61,6 +64,9 @@ func New(d Deps) http.Handler {
 	h.registerVendors(hapi)
 	h.registerConnectors(hapi)
 	h.registerModels(hapi)
+	if d.Vault != nil {
+		h.registerSecrets(hapi, d.Vault)
+	}
 
 	mux.HandleFunc("POST /hooks/{path...}", h.webhook)
 	mux.HandleFunc("GET /{$}", h.home)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/api"
+	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/config"
 	"github.com/moatproject/moat/internal/engine"
 	"github.com/moatproject/moat/internal/gateway"
@@ -24,6 +25,7 @@ import (
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/postgres"
 	"github.com/moatproject/moat/internal/store/sqlite"
+	"github.com/moatproject/moat/internal/vault"
 )
 
 // Version is set at build time with -ldflags "-X …/app.Version=…".
@@ -35,6 +37,8 @@ type App struct {
 	Store   store.Store
 	Engine  *engine.Engine
 	Gateway *gateway.Gateway
+	Audit   *audit.Log
+	Vault   *vault.Vault
 	Log     *slog.Logger
 
 	lock    *os.File
@@ -59,6 +63,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		a.Store, err = sqlite.Open(ctx, cfg.DatabasePath())
 	} else {
 		a.Store, err = postgres.Open(ctx, cfg.DatabaseURL)
+	}
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err = a.openAudit(ctx); err == nil {
+		err = a.openVault(ctx)
 	}
 	if err != nil {
 		a.Close()
@@ -115,7 +126,7 @@ func (a *App) Start(ctx context.Context) error {
 
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler {
-	return api.New(api.Deps{Store: a.Store, Engine: a.Engine, Gateway: a.Gateway, Logger: a.Log, Version: Version, Ready: func(context.Context) error {
+	return api.New(api.Deps{Store: a.Store, Engine: a.Engine, Gateway: a.Gateway, Vault: a.Vault, Logger: a.Log, Version: Version, Ready: func(context.Context) error {
 		if !a.started {
 			return errors.New("engine not started")
 		}
@@ -193,6 +204,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the database and the data-dir lock.
 func (a *App) Close() {
+	if a.Audit != nil {
+		// Signs a last checkpoint of what was appended since the previous.
+		if err := a.Audit.Close(); err != nil {
+			a.Log.Error("audit log: close", "err", err)
+		}
+	}
 	if a.Store != nil {
 		a.Store.Close()
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,7 +36,7 @@ func (a *App) openGateway(ctx context.Context, egress *http.Client) error {
 		Environment: a.Config.Environment,
 		Resources:   storeResources{a.Store},
 		Tokens:      storeTokens{a.Store},
-		Recorder:    logRecorder{a.Log},
+		Recorder:    gateway.AuditRecorder{Log: a.Audit},
 		HashKey:     key,
 		HTTPClient:  egress,
 		DataDir:     a.Config.DataDir,
@@ -79,35 +78,6 @@ func (s storeTokens) SaveTokens(ctx context.Context, runID string, tokens []gate
 		rows[i] = store.RunToken{Token: t.Token, Class: t.Class, Value: t.Value, CreatedAt: now}
 	}
 	return s.store.InTx(ctx, func(tx store.Tx) error { return tx.AddRunTokens(ctx, runID, rows) })
-}
-
-// logRecorder writes each call's record to the server log: names, counts
-// and digests, never a payload. The audit issue replaces it with the
-// tamper-evident trail; until then a record that cannot be logged cannot
-// fail, which is the one way this recorder is weaker than the design.
-type logRecorder struct{ log *slog.Logger }
-
-func (l logRecorder) Record(ctx context.Context, r gateway.Record) error {
-	l.log.LogAttrs(ctx, slog.LevelInfo, "ai call",
-		slog.String("request_id", r.RequestID),
-		slog.String("outcome", r.Outcome),
-		slog.String("caller", r.Identity.Kind+":"+r.Identity.ID),
-		slog.String("workflow", r.Identity.Project+"/"+r.Identity.Workflow),
-		slog.String("step", r.Identity.Step),
-		slog.String("connector", r.Connector),
-		slog.String("vendor", r.Vendor),
-		slog.String("model", r.Model),
-		slog.Any("findings", r.Findings),
-		slog.Any("decisions", r.Decisions),
-		slog.Int("prompt_tokens", r.Usage.PromptTokens),
-		slog.Int("completion_tokens", r.Usage.CompletionTokens),
-		slog.Int64("cost_micros", r.CostMicros),
-		slog.Duration("latency", r.Latency),
-		slog.Duration("overhead", r.Overhead),
-		slog.String("input_sha256", r.InputDigest),
-		slog.String("output_sha256", r.OutputDigest),
-	)
-	return nil
 }
 
 // hashKey is the key of the gateway's Hash action, made on first start.

@@ -1,0 +1,108 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/moatproject/moat/internal/audit"
+	"github.com/moatproject/moat/internal/store"
+	"github.com/moatproject/moat/internal/store/sqlite"
+)
+
+func openAuditLog(t *testing.T) (*audit.Log, store.Store) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	skey, _, err := note.GenerateKey(rand.Reader, audit.KeyName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hkey := make([]byte, 32)
+	rand.Read(hkey)
+	log, err := audit.Open(context.Background(), st, signer, hkey, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	return log, st
+}
+
+// Every call, allowed or refused, leaves one audit record naming who,
+// where to and what was decided, and no planted value in clear or encoded.
+func TestAuditRecorderRecordsCallsWithoutPayloads(t *testing.T) {
+	t.Parallel()
+	log, st := openAuditLog(t)
+	up := newFakeUpstream(t)
+	g := newTestGateway(t, upstreamResources(up.srv.URL), func(c *Config) { c.Recorder = AuditRecorder{Log: log} })
+
+	ok := Request{Identity: keyIdentity(), Model: "chat", Messages: []Message{
+		userMsg("Customer " + planted["pii.email"] + " paid with card " + planted["pii.card"] + ".")}}
+	if _, err := g.Chat(context.Background(), ok); err != nil {
+		t.Fatal(err)
+	}
+	refused := Request{Identity: keyIdentity(), Model: "chat", Messages: []Message{userMsg("summarise")},
+		Data: []DataItem{{Name: "ticket", Value: injectionText}}}
+	wantCode(t, func() error { _, err := g.Chat(context.Background(), refused); return err }(), CodeInjection)
+
+	recs, err := st.ListAudit(context.Background(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("%d audit records, want 2", len(recs))
+	}
+	for i, want := range []string{"ok", "denied"} {
+		r := recs[i]
+		if r.Action != "ai.call" || r.Outcome != want || r.Actor != "key:"+keyIdentity().ID || r.Resource != "model/chat" {
+			t.Errorf("record %d = %s %s %s %s", i, r.Actor, r.Action, r.Resource, r.Outcome)
+		}
+		var d map[string]any
+		if err := json.Unmarshal(r.Details, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d["requestId"] == "" || d["environment"] != "dev" {
+			t.Errorf("record %d details = %s", i, r.Details)
+		}
+		for class, v := range planted {
+			for _, enc := range []string{v, base64.StdEncoding.EncodeToString([]byte(v)), hex.EncodeToString([]byte(v))} {
+				if strings.Contains(string(r.Details), enc) {
+					t.Errorf("record %d holds the planted %s", i, class)
+				}
+			}
+		}
+	}
+	if !strings.Contains(string(recs[0].Details), `"findings":{`) || !strings.Contains(string(recs[0].Details), `"tokenize":`) {
+		t.Errorf("the allowed call's record lacks findings or decisions: %s", recs[0].Details)
+	}
+}
+
+// A call whose audit record cannot be committed fails, and its answer is
+// not returned.
+func TestAuditRecorderFailsClosed(t *testing.T) {
+	t.Parallel()
+	log, _ := openAuditLog(t)
+	up := newFakeUpstream(t)
+	g := newTestGateway(t, upstreamResources(up.srv.URL), func(c *Config) { c.Recorder = AuditRecorder{Log: log} })
+	if err := log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.Chat(context.Background(), Request{Identity: keyIdentity(), Model: "chat", Messages: []Message{userMsg("hello")}})
+	if err == nil || res.Content != "" {
+		t.Fatalf("call succeeded without its audit record: %q, %v", res.Content, err)
+	}
+}
