@@ -32,6 +32,22 @@ func BenchmarkAppend(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
+// BenchmarkAppendAlone is one appender waiting for each of its records to
+// commit: the latency an audited action waits for when nothing else is
+// being appended, with no batching to share a transaction's cost.
+func BenchmarkAppendAlone(b *testing.B) {
+	s, _ := openStore(b)
+	signer, _, hkey := testKeys(b)
+	l := openLog(b, s, signer, hkey, Options{})
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := l.Append(context.Background(), testRecord(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkVerify measures verification of a closed log of
 // MOAT_AUDIT_BENCH_RECORDS records (default 200,000; the target is
 // 1,000,000 in 5 s) from the SQLite database and from an export.

@@ -81,7 +81,7 @@ func Open(ctx context.Context, path string) (store.Store, error) {
 	reader.SetMaxIdleConns(readers)
 	reader.SetConnMaxIdleTime(0)
 
-	s := sqlstore.New(sqlstore.Dialect{Name: store.SQLite, Classify: classify, Prepare: true}, writer, reader)
+	s := sqlstore.New(sqlstore.Dialect{Name: store.SQLite, Classify: classify, Prepare: true, OneWriter: true}, writer, reader)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("store: open sqlite %s: %w", path, err)

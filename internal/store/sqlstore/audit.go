@@ -72,6 +72,9 @@ func (q *Queries) LockAudit(ctx context.Context) error {
 			return fmt.Errorf("store: lock the audit log: only inside a transaction: %w", store.ErrInvalid)
 		}
 	}
+	if q.oneWriter {
+		return nil
+	}
 	if _, err := q.exec(ctx, stmtLockAudit); err != nil {
 		return q.fail(err, "lock the audit log")
 	}

@@ -29,14 +29,20 @@ type Dialect struct {
 	Classify func(err error) error
 	// Prepare keeps prepared statements for the pools' connections.
 	Prepare bool
+	// OneWriter says a write transaction already holds the database's only
+	// write lock from its start (SQLite's BEGIN IMMEDIATE), so LockAudit
+	// need not take another: a row lock there would only add a page write
+	// to every audit commit.
+	OneWriter bool
 }
 
 // Queries implements store.Queries over one DB: a read pool, a write pool or
 // a transaction.
 type Queries struct {
-	db       DB
-	sql      []string
-	classify func(error) error
+	db        DB
+	sql       []string
+	classify  func(error) error
+	oneWriter bool
 	// With prepared statements: prep is the pool's, tx the transaction
 	// (if any) they run in.
 	prep *prepared
@@ -51,7 +57,7 @@ func NewQueries(d Dialect, db DB) *Queries {
 	if !ok {
 		panic(fmt.Sprintf("sqlstore: unknown dialect %q", d.Name))
 	}
-	return &Queries{db: db, sql: text, classify: d.Classify}
+	return &Queries{db: db, sql: text, classify: d.Classify, oneWriter: d.OneWriter}
 }
 
 // statement returns the prepared statement for s, bound to q's
