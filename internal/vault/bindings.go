@@ -158,9 +158,6 @@ func parseHostPattern(s string) (hostPattern, error) {
 	if rest, ok := strings.CutPrefix(host, "*."); ok {
 		p.wildcard = true
 		host = rest
-		if strings.Count(host, ".") < 1 {
-			return bad("a wildcard needs a domain of at least two labels, as in *.example.com")
-		}
 	}
 	h, err := canonicalHost(host)
 	if err != nil {
@@ -169,6 +166,10 @@ func parseHostPattern(s string) (hostPattern, error) {
 	if p.wildcard {
 		if _, err := netip.ParseAddr(h); err == nil {
 			return bad("a wildcard cannot stand before an IP address")
+		}
+		// Counted on the canonical name: "*.com." is "*.com".
+		if strings.Count(h, ".") < 1 {
+			return bad("a wildcard needs a domain of at least two labels, as in *.example.com")
 		}
 	}
 	p.host = h
