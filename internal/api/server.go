@@ -11,6 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
+	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/engine"
 	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/store"
@@ -36,6 +37,10 @@ type Deps struct {
 	Gateway *gateway.Gateway
 	// Vault holds secrets; nil serves no /api/v1/secrets or /api/v1/vault.
 	Vault *vault.Vault
+	// Audit records every mutating request before it runs (refusing it
+	// when the record cannot be written) and how it ended. nil audits
+	// nothing: for tests and tools that do not serve users.
+	Audit *audit.Log
 }
 
 // New returns the HTTP handler for the whole server.
@@ -75,7 +80,11 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("/v1/", h.openAI)
 
 	auth := &authenticator{store: d.Store, log: d.Logger}
-	return securityHeaders(auth.middleware(unrouted(mux)))
+	routed := unrouted(mux)
+	if d.Audit != nil {
+		routed = newAuditor(d.Audit, mux, d.Logger).middleware(routed)
+	}
+	return securityHeaders(auth.middleware(routed))
 }
 
 // unrouted answers the mux's own 404 and 405 as RFC 9457 problems, like

@@ -48,6 +48,11 @@ const (
 	OK     Outcome = "ok"
 	Denied Outcome = "denied"
 	Failed Outcome = "failed"
+	// Requested records that an action was asked for and is about to run.
+	// It is written before the action, so that an action whose audit
+	// record cannot be written is not performed; the record of how the
+	// action ended follows it with the same request id.
+	Requested Outcome = "requested"
 )
 
 // Limits on what one record may hold, so a record stays small enough to
@@ -249,9 +254,9 @@ func prepare(key []byte, r Record, now time.Time) (stored, error) {
 		}
 	}
 	switch r.Outcome {
-	case OK, Denied, Failed:
+	case OK, Denied, Failed, Requested:
 	default:
-		return stored{}, fmt.Errorf("%w: outcome %q is not ok, denied or failed", ErrInvalid, r.Outcome)
+		return stored{}, fmt.Errorf("%w: outcome %q is not ok, denied, failed or requested", ErrInvalid, r.Outcome)
 	}
 	details, err := canonicalDetails(key, r.Details)
 	if err != nil {
