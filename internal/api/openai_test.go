@@ -522,12 +522,6 @@ func newOpenAIStack(t testing.TB) *openAIStack {
 	return newOpenAIStackConfig(t, nil)
 }
 
-// newOpenAIStackHTTP is newOpenAIStack whose gateway sends through hc.
-func newOpenAIStackHTTP(t testing.TB, hc *http.Client) *openAIStack {
-	t.Helper()
-	return newOpenAIStackConfig(t, func(cfg *gateway.Config) { cfg.HTTPClient = hc })
-}
-
 // newOpenAIStackConfig is newOpenAIStack whose gateway's config tweak may
 // change.
 func newOpenAIStackConfig(t testing.TB, tweak func(*gateway.Config)) *openAIStack {

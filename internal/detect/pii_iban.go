@@ -29,8 +29,8 @@ func (s *piiScan) iban(i int) {
 	if !upper && !(isLower(text[i]) && isLower(text[i+1])) {
 		return
 	}
-	cc := string([]byte{text[i] &^ 0x20, text[i+1] &^ 0x20})
-	want, ok := ibanLengths[cc]
+	cc := [2]byte{text[i] &^ 0x20, text[i+1] &^ 0x20}
+	want, ok := ibanLengths[string(cc[:])]
 	if !ok {
 		return
 	}
