@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -25,9 +24,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/moatproject/moat/internal/audit"
+	"github.com/moatproject/moat/internal/audit/audittest"
 	"github.com/moatproject/moat/internal/engine"
 	"github.com/moatproject/moat/internal/nodes"
 	"github.com/moatproject/moat/internal/store"
@@ -86,27 +84,6 @@ func openTestStore(t testing.TB, name string) store.Store {
 	return st
 }
 
-// openTestAudit opens an audit log on st with keys generated for the test.
-func openTestAudit(t testing.TB, st store.Store) *audit.Log {
-	t.Helper()
-	skey, _, err := note.GenerateKey(rand.Reader, audit.KeyName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hkey := make([]byte, 32)
-	rand.Read(hkey)
-	l, err := audit.Open(context.Background(), st, signer, hkey, audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
 func createToken(t testing.TB, st store.Store) string {
 	t.Helper()
 	id := store.NewID("tok")
@@ -150,7 +127,7 @@ func newAuditStack(t *testing.T, separateAuditStore bool) *auditStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := openTestAudit(t, auditSt)
+	log := audittest.OpenLog(t, auditSt)
 	s := &auditStack{Store: st, Audit: log, AuditSt: auditSt, TokenID: createToken(t, st), logs: logs}
 	srv := httptest.NewServer(New(Deps{Store: st, Engine: eng, Vault: v, Audit: log, Logger: logger, Version: "test",
 		Ready: func(context.Context) error { return nil }}))
@@ -637,7 +614,7 @@ func TestAuditRecordsNoPayload(t *testing.T) {
 func auditedMux(t *testing.T, routes map[string]http.HandlerFunc) (http.Handler, *auditor, *audit.Log, store.Store, *syncBuffer) {
 	t.Helper()
 	st := openTestStore(t, "audit.db")
-	l := openTestAudit(t, st)
+	l := audittest.OpenLog(t, st)
 	mux := http.NewServeMux()
 	for p, h := range routes {
 		mux.HandleFunc(p, h)
@@ -834,7 +811,7 @@ func BenchmarkPutVendor(b *testing.B) {
 		st := openTestStore(b, "moat.db")
 		d := Deps{Store: st, Version: "bench"}
 		if audited {
-			d.Audit = openTestAudit(b, st)
+			d.Audit = audittest.OpenLog(b, st)
 		}
 		createToken(b, st)
 		return New(d)

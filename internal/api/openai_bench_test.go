@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,9 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/moatproject/moat/internal/audit"
+	"github.com/moatproject/moat/internal/audit/audittest"
 	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/store/sqlite"
 )
@@ -158,22 +156,7 @@ func openBenchAuditLog(b *testing.B) *audit.Log {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	skey, _, err := note.GenerateKey(rand.Reader, audit.KeyName)
-	if err != nil {
-		b.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	hkey := make([]byte, 32)
-	rand.Read(hkey)
-	log, err := audit.Open(context.Background(), st, signer, hkey, audit.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { log.Close() })
-	return log
+	return audittest.OpenLog(b, st)
 }
 
 func benchTransport() *http.Transport {

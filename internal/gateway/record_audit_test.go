@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -10,9 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/moatproject/moat/internal/audit"
+	"github.com/moatproject/moat/internal/audit/audittest"
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/sqlite"
 )
@@ -24,22 +22,7 @@ func openAuditLog(t *testing.T) (*audit.Log, store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	skey, _, err := note.GenerateKey(rand.Reader, audit.KeyName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hkey := make([]byte, 32)
-	rand.Read(hkey)
-	log, err := audit.Open(context.Background(), st, signer, hkey, audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { log.Close() })
-	return log, st
+	return audittest.OpenLog(t, st), st
 }
 
 // Every call, allowed or refused, leaves one audit record naming who,

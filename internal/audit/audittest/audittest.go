@@ -1,0 +1,36 @@
+// Package audittest gives other packages' tests a real audit log, with keys
+// made for the test.
+package audittest
+
+import (
+	"context"
+	"crypto/rand"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/moatproject/moat/internal/audit"
+	"github.com/moatproject/moat/internal/store"
+)
+
+// OpenLog opens an audit log on st with a fresh signing key and HMAC key,
+// closed when the test ends.
+func OpenLog(tb testing.TB, st store.Store) *audit.Log {
+	tb.Helper()
+	skey, _, err := note.GenerateKey(rand.Reader, audit.KeyName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hkey := make([]byte, 32)
+	rand.Read(hkey)
+	l, err := audit.Open(context.Background(), st, signer, hkey, audit.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return l
+}
