@@ -13,8 +13,15 @@ import (
 // moat runs the CLI in-process and returns stdout, stderr and the exit code.
 func moat(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return moatWithStdin(t, "", args...)
+}
+
+// moatWithStdin is moat with stdin.
+func moatWithStdin(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	root := newRoot(&stdout, &stderr)
+	root.SetIn(strings.NewReader(stdin))
 	root.SetArgs(args)
 	err := root.Execute()
 	code := 0

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -50,21 +48,7 @@ func vaultServer(t *testing.T, source vault.KeySource) (string, *vault.Vault) {
 func moatIn(t *testing.T, server, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	token := writeFile(t, "token", "test-token")
-	var stdout, stderr bytes.Buffer
-	root := newRoot(&stdout, &stderr)
-	root.SetIn(strings.NewReader(stdin))
-	root.SetArgs(append(args, "--server", server, "--token-file", token))
-	err := root.Execute()
-	code := 0
-	var ee exitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.code
-	case err != nil:
-		stderr.WriteString(err.Error())
-		code = 1
-	}
-	return stdout.String(), stderr.String(), code
+	return moatWithStdin(t, stdin, append(args, "--server", server, "--token-file", token)...)
 }
 
 const cliCanary = "sk-cli-canary-Vw52Hd9Jq1"
