@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/store"
@@ -248,12 +249,17 @@ func expandResource(tmpl string, value func(string) string) string {
 		b.WriteString(value(tmpl[open+1 : open+end]))
 		tmpl = tmpl[open+end+1:]
 	}
-	s := b.String()
+	// Invalid bytes first, since each becomes a three-byte U+FFFD; then the
+	// cut, on a rune boundary.
+	s := strings.ToValidUTF8(b.String(), "\uFFFD")
 	if len(s) > maxResourceLen {
-		// A rune cut in two becomes U+FFFD below.
-		s = s[:maxResourceLen] + "…"
+		cut := maxResourceLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	return s
 }
 
 // pathCapture is the writer given to the values mux: it keeps the resource
