@@ -37,6 +37,7 @@ func (a *App) openGateway(ctx context.Context, egress *http.Client) error {
 		Resources:   storeResources{a.Store},
 		Tokens:      storeTokens{a.Store},
 		Recorder:    gateway.AuditRecorder{Log: a.Audit},
+		Secrets:     a.Vault,
 		HashKey:     key,
 		HTTPClient:  egress,
 		DataDir:     a.Config.DataDir,

@@ -234,12 +234,22 @@ type timedResponse struct {
 func (c *Caller) attempt(ctx context.Context, t Target, req connectors.Request) (timedResponse, ErrClass, error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
 	defer cancel()
+	// A connector whose credential is a vault secret learns the model it
+	// is sent for, and reports here if the vault refused it (connectors
+	// would report it as a failed request, which a retry cannot fix).
+	var denied error
+	scope := callScopeFrom(ctx)
+	scope.model, scope.denied = t.Model, &denied
+	actx = withCallScope(actx, scope)
 	req.Model = t.Model
 	start := c.cfg.Now()
 	resp, err := t.Connector.Chat(actx, req)
 	out := timedResponse{Response: resp, dur: c.cfg.Now().Sub(start)}
-	if err == nil {
+	switch {
+	case err == nil:
 		return out, ClassOK, nil
+	case denied != nil:
+		return out, ClassUnconfigured, denied
 	}
 	return out, classify(ctx, actx, err), err
 }

@@ -29,6 +29,9 @@ type CatalogOptions struct {
 	HTTPClient  *http.Client
 	DataDir     string
 	Getenv      func(string) string
+	// Secrets gives the credentials connectors name as vault secrets; a
+	// connector naming one fails closed at each call when it is nil.
+	Secrets SecretResolver
 }
 
 // Catalog is the resources compiled for one environment: connectors built,
@@ -96,15 +99,17 @@ const (
 )
 
 // CredentialMissingError is why every call of a connector whose credential
-// environment variable is not set fails. It names the variable, never a
-// value.
+// cannot be had fails: its environment variable is not set, or it names a
+// vault secret on a server without a vault. It names where the credential
+// should come from, never a value.
 type CredentialMissingError struct {
 	Connector string
-	Env       string
+	// Missing says what is missing, as "environment variable X is not set".
+	Missing string
 }
 
 func (e *CredentialMissingError) Error() string {
-	return fmt.Sprintf("connector %s: credential environment variable %s is not set", e.Connector, e.Env)
+	return fmt.Sprintf("connector %s: credential %s", e.Connector, e.Missing)
 }
 
 // BuildCatalog checks res (Resources.Check) and builds every connector
@@ -243,10 +248,21 @@ func (c *Catalog) build(spec Connector, opts CatalogOptions) (connectors.Connect
 	// catalog (other connectors still work); the connector fails closed at
 	// each call instead.
 	secret, missing := "", ""
-	if spec.Credential != nil {
-		secret = opts.Getenv(spec.Credential.Env)
+	switch cred := spec.Credential; {
+	case cred == nil:
+	case cred.Secret != "" && opts.Secrets == nil:
+		missing = "vault secret " + cred.Secret + " (this server has no vault)"
+	case cred.Secret != "":
+		// The connector is built with a marker the transport swaps for
+		// the value, per request, once the vault allows it.
+		secret = newCredentialMarker()
+		opts.HTTPClient = vaultHTTPClient(opts.HTTPClient, &vaultCredential{
+			secrets: opts.Secrets, env: opts.Environment, connector: spec.Name, secret: cred.Secret, marker: secret,
+		})
+	default:
+		secret = opts.Getenv(cred.Env)
 		if secret == "" {
-			missing = spec.Credential.Env
+			missing = "environment variable " + cred.Env + " is not set"
 		}
 	}
 	switch spec.Type {
@@ -376,12 +392,12 @@ type credentialMissing struct {
 	err  error
 }
 
-func missingCredential(spec Connector, env string) connectors.Connector {
+func missingCredential(spec Connector, missing string) connectors.Connector {
 	return &credentialMissing{
 		kind: spec.Type,
 		// Rejected: retrying or falling back to the same connector cannot
 		// help until the server is restarted with the variable set.
-		err: &connectors.UpstreamError{Kind: connectors.ErrRejected, Err: &CredentialMissingError{Connector: spec.Name, Env: env}},
+		err: &connectors.UpstreamError{Kind: connectors.ErrRejected, Err: &CredentialMissingError{Connector: spec.Name, Missing: missing}},
 	}
 }
 

@@ -177,8 +177,12 @@ type Config struct {
 	HTTPClient *http.Client
 	// DataDir resolves replay cassettes given by relative path.
 	DataDir string
-	// Getenv reads credentials; os.Getenv when nil.
+	// Getenv reads credentials named by environment variable; os.Getenv
+	// when nil.
 	Getenv func(string) string
+	// Secrets gives credentials named as vault secrets (nil: calls of
+	// connectors naming one fail closed).
+	Secrets SecretResolver
 	Caller CallerConfig
 	// Limits per scope kind ("key", "workflow", "connector"); connectors'
 	// own limits override the "connector" kind's.

@@ -111,6 +111,7 @@ func (g *Gateway) load(ctx context.Context) error {
 		HTTPClient:  g.cfg.HTTPClient,
 		DataDir:     g.cfg.DataDir,
 		Getenv:      g.cfg.Getenv,
+		Secrets:     g.cfg.Secrets,
 	})
 	if err != nil {
 		return err

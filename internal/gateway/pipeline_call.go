@@ -163,7 +163,12 @@ func (c *call) limitAndCall(ctx context.Context, creq connectors.Request) (resp 
 			targets[i].Connector = &streamTarget{conn: t.Connector, gate: c.gate, parent: ctx}
 		}
 	}
-	resp, rep, err := g.caller.Call(ctx, targets, creq)
+	id := c.req.Identity
+	scope := callScope{runID: id.Run}
+	if id.Workflow != "" {
+		scope.workflow = id.Project + "/" + id.Workflow
+	}
+	resp, rep, err := g.caller.Call(withCallScope(ctx, scope), targets, creq)
 	c.rec.Attempts = append(c.rec.Attempts, rep.Attempts...)
 	reached := false
 	for _, a := range rep.Attempts {
@@ -230,12 +235,15 @@ func callError(ctx context.Context, err error, rep CallReport) *Error {
 	tries := fmt.Sprintf("after %d attempt(s)", n)
 	var retryAfter = retryAfterOf(err)
 	var missing *CredentialMissingError
+	var denied *CredentialDeniedError
 	switch {
 	case ctx.Err() != nil:
 		return &Error{Stage: "call", Code: CodeUnavailable, Message: "the call was cancelled or timed out " + tries, Err: err}
 	case errors.As(err, &missing):
 		// Names the connector and the variable, never a value.
 		return &Error{Stage: "call", Code: CodeRejected, Message: missing.Error(), Err: err}
+	case errors.As(err, &denied):
+		return &Error{Stage: "call", Code: CodeForbidden, Message: denied.Error(), Err: err}
 	case errors.Is(err, connectors.ErrRejected):
 		return &Error{Stage: "call", Code: CodeRejected, Message: "the upstream rejected the request " + tries, Err: err}
 	case errors.Is(err, connectors.ErrMalformed):

@@ -81,8 +81,13 @@ type Connector struct {
 
 // Credential names where a connector's secret comes from.
 type Credential struct {
-	// Env is the name of an environment variable holding the value.
-	Env string `json:"env"`
+	// Secret names a vault secret of the server's environment holding the
+	// value; each use is checked against the secret's bindings (this
+	// connector, the request's host, the model) and recorded.
+	Secret string `json:"secret,omitempty"`
+	// Env is the name of an environment variable holding the value, for
+	// servers without secrets in the vault yet; Secret or Env, not both.
+	Env string `json:"env,omitempty"`
 	// Header is the header an http connector sends it in ("Authorization"
 	// by default, as "Bearer VALUE"; any other header gets the bare value).
 	Header string `json:"header,omitempty"`

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/connectors"
+	"github.com/moatproject/moat/internal/vault"
 	"github.com/moatproject/moat/internal/workflow"
 )
 
@@ -148,9 +149,13 @@ func checkCredential(p *problems, field, typ string, c *Credential) {
 		return
 	}
 	switch {
-	case c.Env == "":
-		p.add(field+".env", "is required: the name of the environment variable holding the secret")
-	case len(c.Env) > maxEnvName || !envVarRE.MatchString(c.Env):
+	case c.Env == "" && c.Secret == "":
+		p.add(field, "needs secret (the name of a vault secret, set with moat secret set) or env (an environment variable holding the value)")
+	case c.Env != "" && c.Secret != "":
+		p.add(field, "names both a vault secret and an environment variable; keep one")
+	case c.Secret != "" && !vault.ValidSecretName(c.Secret):
+		p.add(field+".secret", "must be a secret name: letters, digits, '_', '-' or '.', starting with a letter, at most 128")
+	case c.Env != "" && (len(c.Env) > maxEnvName || !envVarRE.MatchString(c.Env)):
 		p.add(field+".env", "must be an environment variable name (A-Z, 0-9 and _, not starting with a digit, at most %d)", maxEnvName)
 	}
 	if c.Header != "" {

@@ -54,9 +54,10 @@ const (
 	maxAccessField    = 256
 )
 
-// validSecretName: 1..128 characters from [A-Za-z0-9_.-], starting with a
-// letter, as in OPENAI_API_KEY or helpdesk.token.
-func validSecretName(s string) bool {
+// ValidSecretName reports whether s may name a secret: 1..128 characters
+// from [A-Za-z0-9_.-], starting with a letter, as in OPENAI_API_KEY or
+// helpdesk.token.
+func ValidSecretName(s string) bool {
 	if s == "" || len(s) > maxNameLen {
 		return false
 	}
@@ -84,7 +85,7 @@ func (v *Vault) checkSecret(env, name string) error {
 	if err := v.checkEnv(env); err != nil {
 		return err
 	}
-	if !validSecretName(name) {
+	if !ValidSecretName(name) {
 		return fmt.Errorf("%w: secret name %q: use 1..%d letters, digits, '_', '-' or '.', starting with a letter", ErrInvalid, name, maxNameLen)
 	}
 	return nil
