@@ -141,6 +141,16 @@ type Recorder interface {
 	Record(ctx context.Context, r Record) error
 }
 
+// StartRecorder is a Recorder that also records a call before anything is
+// sent: with the request as it will leave (who, where to, findings,
+// decisions, the input's digest). A call whose start cannot be recorded is
+// not made, so a failing audit store stops requests before they reach an
+// upstream, not only their answers.
+type StartRecorder interface {
+	Recorder
+	RecordStart(ctx context.Context, r Record) error
+}
+
 // TokenStore keeps a run's tokens, so that a value gets the same token in
 // every step of a run, on any node.
 type TokenStore interface {

@@ -148,6 +148,10 @@ func (c *call) limitAndCall(ctx context.Context, creq connectors.Request) (resp 
 
 	c.stage = "call"
 	c.rec.InputDigest = digestMessages(creq.Messages)
+	if err := writeStart(ctx, g.cfg.Recorder, c.rec); err != nil {
+		res.Commit(connectors.Usage{})
+		return connectors.Response{}, &Error{Stage: "record", Code: CodeInternal, Message: "the call's audit record could not be started; nothing was sent", Err: err}
+	}
 	settled := false
 	defer func() {
 		if !settled {

@@ -124,3 +124,23 @@ func writeRecord(ctx context.Context, rec Recorder, r Record) (err error) {
 	}
 	return nil
 }
+
+// writeStart records the start of a call, when the recorder keeps starts;
+// like writeRecord, a failure or a panic fails the call.
+func writeStart(ctx context.Context, rec Recorder, r Record) (err error) {
+	sr, ok := rec.(StartRecorder)
+	if !ok {
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("gateway: record start: recorder panicked (%T)", p)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := sr.RecordStart(ctx, r); err != nil {
+		return fmt.Errorf("gateway: record start: %w", err)
+	}
+	return nil
+}

@@ -13,7 +13,17 @@ import (
 // cannot be committed fails (the gateway fails closed on this error).
 type AuditRecorder struct{ Log *audit.Log }
 
+// RecordStart writes an ai.call record with outcome "requested" before the
+// request is sent, so that a call the log cannot record never leaves.
+func (r AuditRecorder) RecordStart(ctx context.Context, rec Record) error {
+	return r.append(ctx, rec, audit.Requested)
+}
+
 func (r AuditRecorder) Record(ctx context.Context, rec Record) error {
+	return r.append(ctx, rec, callOutcome(rec.Outcome))
+}
+
+func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Outcome) error {
 	id := rec.Identity
 	details := map[string]any{
 		"requestId":   rec.RequestID,
@@ -62,7 +72,7 @@ func (r AuditRecorder) Record(ctx context.Context, rec Record) error {
 		Actor:    id.Kind + ":" + id.ID,
 		Action:   "ai.call",
 		Resource: resource,
-		Outcome:  callOutcome(rec.Outcome),
+		Outcome:  outcome,
 		Details:  details,
 	})
 	if err != nil {

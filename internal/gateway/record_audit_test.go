@@ -25,8 +25,9 @@ func openAuditLog(t *testing.T) (*audit.Log, store.Store) {
 	return audittest.OpenLog(t, st), st
 }
 
-// Every call, allowed or refused, leaves one audit record naming who,
-// where to and what was decided, and no planted value in clear or encoded.
+// Every call, allowed or refused, leaves an audit record naming who, where
+// to and what was decided, and no planted value in clear or encoded; a call
+// that goes out is recorded as requested before it is sent.
 func TestAuditRecorderRecordsCallsWithoutPayloads(t *testing.T) {
 	t.Parallel()
 	log, st := openAuditLog(t)
@@ -46,10 +47,10 @@ func TestAuditRecorderRecordsCallsWithoutPayloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 2 {
-		t.Fatalf("%d audit records, want 2", len(recs))
+	if len(recs) != 3 {
+		t.Fatalf("%d audit records, want 3", len(recs))
 	}
-	for i, want := range []string{"ok", "denied"} {
+	for i, want := range []string{"requested", "ok", "denied"} {
 		r := recs[i]
 		if r.Action != "ai.call" || r.Outcome != want || r.Actor != "key:"+keyIdentity().ID || r.Resource != "model/chat" {
 			t.Errorf("record %d = %s %s %s %s", i, r.Actor, r.Action, r.Resource, r.Outcome)
@@ -69,13 +70,15 @@ func TestAuditRecorderRecordsCallsWithoutPayloads(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(string(recs[0].Details), `"findings":{`) || !strings.Contains(string(recs[0].Details), `"tokenize":`) {
-		t.Errorf("the allowed call's record lacks findings or decisions: %s", recs[0].Details)
+	for _, r := range recs[:2] {
+		if !strings.Contains(string(r.Details), `"findings":{`) || !strings.Contains(string(r.Details), `"tokenize":`) || !strings.Contains(string(r.Details), `"inputSha256"`) {
+			t.Errorf("the allowed call's record lacks findings, decisions or digest: %s", r.Details)
+		}
 	}
 }
 
-// A call whose audit record cannot be committed fails, and its answer is
-// not returned.
+// A call whose audit record cannot be committed fails, and nothing is sent
+// to the upstream.
 func TestAuditRecorderFailsClosed(t *testing.T) {
 	t.Parallel()
 	log, _ := openAuditLog(t)
@@ -87,5 +90,8 @@ func TestAuditRecorderFailsClosed(t *testing.T) {
 	res, err := g.Chat(context.Background(), Request{Identity: keyIdentity(), Model: "chat", Messages: []Message{userMsg("hello")}})
 	if err == nil || res.Content != "" {
 		t.Fatalf("call succeeded without its audit record: %q, %v", res.Content, err)
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Errorf("%d upstream requests, want none", n)
 	}
 }
