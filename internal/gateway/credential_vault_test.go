@@ -192,4 +192,3 @@ func TestVaultCredentialWithoutVault(t *testing.T) {
 		t.Errorf("%d upstream requests, want none", n)
 	}
 }
-

@@ -193,7 +193,7 @@ type Config struct {
 	// Secrets gives credentials named as vault secrets (nil: calls of
 	// connectors naming one fail closed).
 	Secrets SecretResolver
-	Caller CallerConfig
+	Caller  CallerConfig
 	// Limits per scope kind ("key", "workflow", "connector"); connectors'
 	// own limits override the "connector" kind's.
 	Limits map[string]Limits
