@@ -21,6 +21,9 @@ type Access struct {
 const (
 	KindAccess        = "secret.access"
 	KindUnusualAccess = "secret.unusual_access"
+	// KindBindingViolation is an alert: an access for a connector, host or
+	// model the secret is not bound to.
+	KindBindingViolation = "secret.binding_violation"
 )
 
 // Outcome of an access.

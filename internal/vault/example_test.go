@@ -67,5 +67,6 @@ func Example() {
 	// audit: secret.unusual_access prod/HELPDESK_TOKEN ok (first use by workflow "support/triage" in environment "prod")
 	// resolved 6 bytes
 	// audit: secret.access prod/HELPDESK_TOKEN denied (not bound to host "attacker.example")
+	// audit: secret.binding_violation prod/HELPDESK_TOKEN denied (not bound to host "attacker.example")
 	// to another host: true
 }

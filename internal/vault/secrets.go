@@ -293,7 +293,16 @@ func (v *Vault) Resolve(ctx context.Context, a Access, env, name string) ([]byte
 	ev.SecretID, ev.Version = s.ID, s.Version
 	b := bindingsFromStore(s.Bindings)
 	if why := b.allows(a); why != "" {
-		return refuse(OutcomeDenied, why, fmt.Errorf("%w: %w: %s", ErrDenied, ErrNotBound, why))
+		out, rerr := refuse(OutcomeDenied, why, fmt.Errorf("%w: %w: %s", ErrDenied, ErrNotBound, why))
+		// An attempt to send a secret where it is not bound is an alert,
+		// not only a refusal: a definition, a redirect or a compromised
+		// connector is trying to carry it elsewhere.
+		alert := ev
+		alert.Kind, alert.Outcome, alert.Reason = KindBindingViolation, OutcomeDenied, why
+		if herr := v.emit(ctx, alert); herr != nil {
+			rerr = errors.Join(rerr, herr)
+		}
+		return out, rerr
 	}
 	if s.BlockExpired && rotationState(s.UpdatedAt, s.RotationPeriod, now) == RotationOverdue {
 		return refuse(OutcomeDenied, "expired: overdue for rotation", fmt.Errorf("%w: %w: overdue for rotation since %s", ErrDenied, ErrExpired, s.UpdatedAt.Add(s.RotationPeriod).Format(time.RFC3339)))

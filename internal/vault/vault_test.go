@@ -215,14 +215,17 @@ func TestBindings(t *testing.T) {
 			wantErr(t, err, "-value", ErrDenied, ErrNotBound)
 		})
 	}
-	denied := 0
+	denied, alerts := 0, 0
 	for _, ev := range e.hook.take() {
-		if ev.Outcome == OutcomeDenied {
+		switch {
+		case ev.Kind == KindBindingViolation:
+			alerts++
+		case ev.Outcome == OutcomeDenied:
 			denied++
 		}
 	}
-	if denied != 12 {
-		t.Fatalf("%d denied events, want 12", denied)
+	if denied != 12 || alerts != 12 {
+		t.Fatalf("%d denied accesses and %d binding-violation alerts, want 12 of each", denied, alerts)
 	}
 }
 
