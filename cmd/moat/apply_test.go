@@ -169,6 +169,14 @@ func TestServeApplyGatewayResources(t *testing.T) {
 	if err != nil || len(all) != 4 {
 		t.Fatalf("stored %d resources: %v", len(all), err)
 	}
+	// Each document is audited like an API change: requested, then done.
+	recs, err := a.Store.ListAudit(ctx, 0, 100)
+	if err != nil || len(recs) != 8 {
+		t.Fatalf("%d audit records, want 8: %v", len(recs), err)
+	}
+	if r := recs[0]; r.Actor != "system:serve-apply" || r.Action != "vendor.apply" || r.Resource != "vendor/openai" || r.Outcome != "requested" || recs[1].Outcome != "ok" {
+		t.Errorf("first records: %+v, %+v", recs[0], recs[1])
+	}
 
 	// The same checks as the API, placed on the file's lines.
 	bad := writeFile(t, "bad.yaml", "kind: Model\nname: smart\nchain:\n  - connector: openai\n    model: o1\n  - connector: claude\n")

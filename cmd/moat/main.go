@@ -71,6 +71,9 @@ func addServerFlags(cmd *cobra.Command, c *config.Config) {
 	f.BoolVar(&c.AllowPrivateEgress, "allow-private-egress", c.AllowPrivateEgress, "let http.request and AI connectors reach loopback and private networks (MOAT_ALLOW_PRIVATE_EGRESS)")
 	f.StringVar(&c.AILimitsPerKey, "ai-limits-per-key", c.AILimitsPerKey, "limits on each API key's AI calls, e.g. rpm=600,tpm=100000,budget=50/month (MOAT_AI_LIMITS_PER_KEY)")
 	f.StringVar(&c.AILimitsPerWorkflow, "ai-limits-per-workflow", c.AILimitsPerWorkflow, "limits on each workflow's AI calls, same form (MOAT_AI_LIMITS_PER_WORKFLOW)")
+	f.StringVar(&c.AuditFile, "audit-file", c.AuditFile, "also write the audit log as JSON lines to this file, rotated at 100 MiB, 5 kept (MOAT_AUDIT_FILE)")
+	f.StringVar(&c.AuditWebhook, "audit-webhook", c.AuditWebhook, "also POST the audit log in batches to this URL, e.g. a SIEM collector; MOAT_AUDIT_WEBHOOK_AUTHORIZATION, if set, is sent as its Authorization header (MOAT_AUDIT_WEBHOOK)")
+	f.StringSliceVar(&c.AuditRequire, "audit-require", c.AuditRequire, "audit copies that must accept each record before the audited action goes ahead: file, webhook (MOAT_AUDIT_REQUIRE)")
 	f.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (MOAT_LOG_FORMAT)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (MOAT_LOG_LEVEL)")
 }

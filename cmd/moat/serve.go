@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/moatproject/moat/internal/api"
 	"github.com/moatproject/moat/internal/app"
+	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/config"
 	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/store"
@@ -102,51 +104,85 @@ func applyLocal(ctx context.Context, a *app.App, paths []string, out io.Writer) 
 		return a.Gateway.Reload(ctx)
 	}
 	for _, d := range docs {
-		switch d.Kind {
-		case "Project":
-			p, err := d.project()
-			if err != nil {
-				return fmt.Errorf("apply %w", err)
-			}
-			err = a.Store.InTx(ctx, func(tx store.Tx) error {
-				now := time.Now().UTC()
-				_, err := tx.UpsertProject(ctx, store.Project{ID: store.NewID("prj"), Name: p.Name, Description: p.Description, CreatedAt: now, UpdatedAt: now})
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("apply %s:%d: project %s: %w", d.Path, d.Line, p.Name, err)
-			}
-			fmt.Fprintf(out, "project %s applied (%s)\n", p.Name, d.Path)
-		case "Workflow":
-			if err := reload(); err != nil {
-				return fmt.Errorf("apply: %w", err)
-			}
-			saved, err := a.Engine.SaveWorkflow(ctx, d.Path, d.Source)
-			if err != nil {
-				return fmt.Errorf("apply %s:\n%w", d.Path, offsetProblems(err, d.Line-1))
-			}
-			verb := "unchanged"
-			if saved.Created {
-				verb = "saved"
-			}
-			fmt.Fprintf(out, "workflow %s/%s version %d %s (%s)\n", saved.Workflow.Project, saved.Workflow.Name, saved.Version.Number, verb, d.Path)
-		case gateway.KindVendor, gateway.KindConnector, gateway.KindModel:
-			rd, err := parseResourceDocument(d)
-			if err != nil {
-				return fmt.Errorf("apply %w", err)
-			}
-			applied, err := api.ApplyResource(ctx, a.Store, rd.kind, rd.name, rd.body, time.Now().UTC())
-			if err != nil {
-				return fmt.Errorf("apply:\n%w", rd.localProblems(err))
-			}
-			rd.printApplied(out, applied.Changed)
-			resourcesChanged = resourcesChanged || applied.Changed
-		default:
-			return fmt.Errorf("apply %w", d.unknownKind())
+		if err := auditApplied(ctx, a.Audit, d.Kind, d.Name, d.Path, func() error { return applyDocument(ctx, a, d, out, &resourcesChanged, reload) }); err != nil {
+			return err
 		}
 	}
 	if err := reload(); err != nil {
 		return fmt.Errorf("apply: %w", err)
+	}
+	return nil
+}
+
+// auditApplied records a document applied at start as the API records a
+// change: "requested" before (the start stops if that cannot be written:
+// nothing changes unrecorded), then its outcome.
+func auditApplied(ctx context.Context, log *audit.Log, kind, name, path string, apply func() error) error {
+	rec := audit.Record{
+		Actor:    "system:serve-apply",
+		Action:   strings.ToLower(kind) + ".apply",
+		Resource: strings.ToLower(kind) + "/" + name,
+		Outcome:  audit.Requested,
+		Details:  map[string]any{"file": path},
+	}
+	if _, err := log.Append(ctx, rec); err != nil {
+		return fmt.Errorf("apply %s: the audit log is unavailable, nothing was applied: %w", path, err)
+	}
+	err := apply()
+	rec.Outcome = audit.OK
+	if err != nil {
+		rec.Outcome = audit.Failed
+	}
+	if _, aerr := log.Append(ctx, rec); aerr != nil && err == nil {
+		err = fmt.Errorf("apply %s: the audit log is unavailable: %w", path, aerr)
+	}
+	return err
+}
+
+// applyDocument applies one document; reload brings the gateway up to date
+// with resources applied before a workflow that may name them.
+func applyDocument(ctx context.Context, a *app.App, d fileDocument, out io.Writer, resourcesChanged *bool, reload func() error) error {
+	switch d.Kind {
+	case "Project":
+		p, err := d.project()
+		if err != nil {
+			return fmt.Errorf("apply %w", err)
+		}
+		err = a.Store.InTx(ctx, func(tx store.Tx) error {
+			now := time.Now().UTC()
+			_, err := tx.UpsertProject(ctx, store.Project{ID: store.NewID("prj"), Name: p.Name, Description: p.Description, CreatedAt: now, UpdatedAt: now})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply %s:%d: project %s: %w", d.Path, d.Line, p.Name, err)
+		}
+		fmt.Fprintf(out, "project %s applied (%s)\n", p.Name, d.Path)
+	case "Workflow":
+		if err := reload(); err != nil {
+			return fmt.Errorf("apply: %w", err)
+		}
+		saved, err := a.Engine.SaveWorkflow(ctx, d.Path, d.Source)
+		if err != nil {
+			return fmt.Errorf("apply %s:\n%w", d.Path, offsetProblems(err, d.Line-1))
+		}
+		verb := "unchanged"
+		if saved.Created {
+			verb = "saved"
+		}
+		fmt.Fprintf(out, "workflow %s/%s version %d %s (%s)\n", saved.Workflow.Project, saved.Workflow.Name, saved.Version.Number, verb, d.Path)
+	case gateway.KindVendor, gateway.KindConnector, gateway.KindModel:
+		rd, err := parseResourceDocument(d)
+		if err != nil {
+			return fmt.Errorf("apply %w", err)
+		}
+		applied, err := api.ApplyResource(ctx, a.Store, rd.kind, rd.name, rd.body, time.Now().UTC())
+		if err != nil {
+			return fmt.Errorf("apply:\n%w", rd.localProblems(err))
+		}
+		rd.printApplied(out, applied.Changed)
+		*resourcesChanged = *resourcesChanged || applied.Changed
+	default:
+		return fmt.Errorf("apply %w", d.unknownKind())
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -16,7 +17,31 @@ func (a *App) openAudit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.Audit, err = audit.Open(ctx, a.Store, keys.Signer, keys.HMAC, audit.Options{Logger: a.Log})
+	opts := audit.Options{Logger: a.Log, Require: a.Config.AuditRequire}
+	if path := a.Config.AuditFile; path != "" {
+		sink, err := audit.NewFileSink(path, audit.FileSinkOptions{})
+		if err != nil {
+			return err
+		}
+		opts.Sinks = append(opts.Sinks, sink)
+	}
+	if u := a.Config.AuditWebhook; u != "" {
+		wo := audit.WebhookOptions{URL: u}
+		if v := os.Getenv("MOAT_AUDIT_WEBHOOK_AUTHORIZATION"); v != "" {
+			wo.Header = http.Header{"Authorization": {v}}
+		}
+		sink, err := audit.NewWebhookSink(wo)
+		if err != nil {
+			return err
+		}
+		opts.Sinks = append(opts.Sinks, sink)
+	}
+	a.Audit, err = audit.Open(ctx, a.Store, keys.Signer, keys.HMAC, opts)
+	if err != nil {
+		for _, s := range opts.Sinks {
+			s.Close()
+		}
+	}
 	return err
 }
 

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/moatproject/moat/internal/app"
+	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/vault"
 )
 
@@ -61,5 +64,48 @@ func TestSecretReadsAreAudited(t *testing.T) {
 	}
 	if strings.Join(outcomes, ",") != "ok,denied" {
 		t.Errorf("secret access outcomes = %v, want ok then denied", outcomes)
+	}
+}
+
+// With --audit-file, the audit log is also written to a file outside the
+// database, which verifies on its own against the log's signing key.
+func TestAuditFileCopy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := testConfig(t)
+	cfg.AuditFile = filepath.Join(t.TempDir(), "audit.jsonl")
+	cfg.AuditRequire = []string{"file"}
+	a, err := app.Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Vault.Set(ctx, "dev", "k", []byte("v4lue"), vault.Options{Bindings: vault.Bindings{Connectors: []string{"c"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Vault.Resolve(ctx, vault.Access{Environment: "dev", Connector: "c"}, "dev", "k"); err != nil {
+		t.Fatal(err)
+	}
+	a.Close() // signs a last checkpoint, which reaches the file too
+	f, err := os.Open(cfg.AuditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	key, _, err := audit.LoadVerifier(filepath.Join(cfg.DataDir, audit.VerifierKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(ctx, audit.FileSource(f), key, audit.VerifyOptions{})
+	if err != nil || rep.Records == 0 || rep.Covered != rep.Records {
+		t.Fatalf("the file copy: %+v, %v", rep, err)
+	}
+}
+
+func TestAuditRequireNeedsTheSink(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.AuditRequire = []string{"webhook"}
+	if _, err := app.Open(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--audit-require webhook: no --audit-webhook") {
+		t.Fatalf("got %v", err)
 	}
 }

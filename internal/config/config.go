@@ -26,9 +26,16 @@ type Config struct {
 	// connectors carry their own limits.
 	AILimitsPerKey      string
 	AILimitsPerWorkflow string
-	LogFormat           string // json or text
-	LogLevel            string // debug, info, warn, error
-	Workers             int
+	// AuditFile and AuditWebhook are copies of the audit log outside the
+	// database: a JSON-lines file (rotated by size) and a SIEM's HTTP
+	// collector. AuditRequire names those ("file", "webhook") that must
+	// accept each record for the audited action to go ahead.
+	AuditFile    string
+	AuditWebhook string
+	AuditRequire []string
+	LogFormat    string // json or text
+	LogLevel     string // debug, info, warn, error
+	Workers      int
 }
 
 // Environments are the names a deployment may use.
@@ -46,6 +53,12 @@ func Default() Config {
 
 		AILimitsPerKey:      os.Getenv("MOAT_AI_LIMITS_PER_KEY"),
 		AILimitsPerWorkflow: os.Getenv("MOAT_AI_LIMITS_PER_WORKFLOW"),
+
+		AuditFile:    os.Getenv("MOAT_AUDIT_FILE"),
+		AuditWebhook: os.Getenv("MOAT_AUDIT_WEBHOOK"),
+	}
+	if v := os.Getenv("MOAT_AUDIT_REQUIRE"); v != "" {
+		c.AuditRequire = strings.Split(v, ",")
 	}
 	c.AllowPrivateEgress, _ = strconv.ParseBool(os.Getenv("MOAT_ALLOW_PRIVATE_EGRESS"))
 	c.Workers, _ = strconv.Atoi(os.Getenv("MOAT_WORKERS"))
@@ -75,6 +88,15 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("config: log format %q: want json or text", c.LogFormat)
+	}
+	for _, name := range c.AuditRequire {
+		switch {
+		case name == "file" && c.AuditFile != "", name == "webhook" && c.AuditWebhook != "":
+		case name == "file" || name == "webhook":
+			return fmt.Errorf("config: --audit-require %s: no --audit-%s is configured", name, name)
+		default:
+			return fmt.Errorf("config: --audit-require %q: want file or webhook", name)
+		}
 	}
 	if c.Workers < 0 || c.Workers > 10000 {
 		return fmt.Errorf("config: workers %d out of range", c.Workers)
