@@ -202,7 +202,9 @@ func TestErrorMapping(t *testing.T) {
 		}, connectors.ErrRejected, 400, 0},
 		{"401", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }, connectors.ErrRejected, 401, 0},
 		{"404", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }, connectors.ErrRejected, 404, 0},
-		{"redirect not followed", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "http://elsewhere.invalid/", http.StatusFound) }, connectors.ErrRejected, 302, 0},
+		{"redirect not followed", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://elsewhere.invalid/", http.StatusFound)
+		}, connectors.ErrRejected, 302, 0},
 		{"not JSON", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>" + canary)) }, connectors.ErrMalformed, 200, 0},
 		{"missing path", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"other":1}`)) }, connectors.ErrMalformed, 200, 0},
 		{"null at path", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"out":null}`)) }, connectors.ErrMalformed, 200, 0},
