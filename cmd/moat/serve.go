@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,17 +51,21 @@ func newServeCmd() *cobra.Command {
 					return err
 				}
 			}
-			if !c.Loopback() {
-				log.Warn("listening beyond this machine; put TLS in front of Moat", "addr", c.Addr)
+			if !c.Loopback() && !a.TLS() {
+				log.Warn("listening beyond this machine without TLS; give --tls-cert and --tls-key, or put TLS in front of Moat", "addr", c.Addr)
 			}
-			ln, err := net.Listen("tcp", c.Addr)
+			ln, err := a.Listen()
 			if err != nil {
-				return fmt.Errorf("listen on %s: %w", c.Addr, err)
+				return err
 			}
 			if err := a.Start(ctx); err != nil {
 				return err
 			}
-			log.Info("moat is serving", "addr", "http://"+ln.Addr().String(), "data_dir", c.DataDir, "database", databaseKind(c), "env", c.Environment, "version", app.Version)
+			scheme := "http://"
+			if a.TLS() {
+				scheme = "https://"
+			}
+			log.Info("moat is serving", "addr", scheme+ln.Addr().String(), "data_dir", c.DataDir, "database", databaseKind(c), "env", c.Environment, "version", app.Version)
 			err = a.Serve(ctx, ln)
 			if err == nil || ctx.Err() != nil {
 				log.Info("moat stopped")
@@ -72,6 +75,9 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&c.Addr, "addr", c.Addr, "listen address (MOAT_ADDR); loopback by default")
+	cmd.Flags().StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) to serve HTTPS with, TLS 1.2 or later (MOAT_TLS_CERT)")
+	cmd.Flags().StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert (MOAT_TLS_KEY)")
+	cmd.Flags().StringVar(&c.ClientCA, "client-ca", c.ClientCA, "PEM bundle of CAs whose client certificates are required: mutual TLS (MOAT_CLIENT_CA)")
 	cmd.Flags().StringArrayVar(&apply, "apply", nil, "apply resource files (or every .yaml/.yml/.json in a directory) at start; repeatable")
 	addServerFlags(cmd, &c)
 	return cmd

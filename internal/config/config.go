@@ -33,9 +33,13 @@ type Config struct {
 	AuditFile    string
 	AuditWebhook string
 	AuditRequire []string
-	LogFormat    string // json or text
-	LogLevel     string // debug, info, warn, error
-	Workers      int
+	// TLSCert and TLSKey are PEM files Moat serves HTTPS with (TLS 1.2 at
+	// least); ClientCA, a PEM bundle, makes it require client
+	// certificates signed by one of those CAs (mutual TLS).
+	TLSCert, TLSKey, ClientCA string
+	LogFormat                 string // json or text
+	LogLevel                  string // debug, info, warn, error
+	Workers                   int
 }
 
 // Environments are the names a deployment may use.
@@ -56,6 +60,10 @@ func Default() Config {
 
 		AuditFile:    os.Getenv("MOAT_AUDIT_FILE"),
 		AuditWebhook: os.Getenv("MOAT_AUDIT_WEBHOOK"),
+
+		TLSCert:  os.Getenv("MOAT_TLS_CERT"),
+		TLSKey:   os.Getenv("MOAT_TLS_KEY"),
+		ClientCA: os.Getenv("MOAT_CLIENT_CA"),
 	}
 	if v := os.Getenv("MOAT_AUDIT_REQUIRE"); v != "" {
 		c.AuditRequire = strings.Split(v, ",")
@@ -97,6 +105,12 @@ func (c Config) Validate() error {
 		default:
 			return fmt.Errorf("config: --audit-require %q: want file or webhook", name)
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("config: --tls-cert and --tls-key go together")
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		return fmt.Errorf("config: --client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake")
 	}
 	if c.Workers < 0 || c.Workers > 10000 {
 		return fmt.Errorf("config: workers %d out of range", c.Workers)
