@@ -11,7 +11,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,10 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/audit/audittest"
 	"github.com/moatproject/moat/internal/gateway"
-	"github.com/moatproject/moat/internal/store/sqlite"
 )
 
 // benchRate is the offered load of BenchmarkGatewayOverhead, per target,
@@ -78,7 +75,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	// tamper-evident audit log, committed to SQLite before the answer is
 	// released (fail closed). The first stack drops its records, so the two
 	// show what the pipeline costs and what the durable record adds.
-	auditLog := openBenchAuditLog(b)
+	auditLog, _ := audittest.New(b)
 	audited := newOpenAIStackConfig(b, func(cfg *gateway.Config) {
 		cfg.HTTPClient = &http.Client{Transport: benchTransport()}
 		cfg.Recorder = gateway.AuditRecorder{Log: auditLog}
@@ -148,15 +145,6 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	b.ReportMetric(moatLoad.cpuPerRequest(), "moat-cpu-µs/req")
 	b.ReportMetric(auditedLoad.cpuPerRequest(), "audited-cpu-µs/req")
 	b.ReportMetric(bareLoad.cpuPerRequest(), "proxy-cpu-µs/req")
-}
-
-func openBenchAuditLog(b *testing.B) *audit.Log {
-	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "audit.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	return audittest.OpenLog(b, st)
 }
 
 func benchTransport() *http.Transport {

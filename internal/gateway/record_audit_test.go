@@ -5,32 +5,18 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/audit/audittest"
-	"github.com/moatproject/moat/internal/store"
-	"github.com/moatproject/moat/internal/store/sqlite"
 )
-
-func openAuditLog(t *testing.T) (*audit.Log, store.Store) {
-	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return audittest.OpenLog(t, st), st
-}
 
 // Every call, allowed or refused, leaves an audit record naming who, where
 // to and what was decided, and no planted value in clear or encoded; a call
 // that goes out is recorded as requested before it is sent.
 func TestAuditRecorderRecordsCallsWithoutPayloads(t *testing.T) {
 	t.Parallel()
-	log, st := openAuditLog(t)
+	log, st := audittest.New(t)
 	up := newFakeUpstream(t)
 	g := newTestGateway(t, upstreamResources(up.srv.URL), func(c *Config) { c.Recorder = AuditRecorder{Log: log} })
 
@@ -81,7 +67,7 @@ func TestAuditRecorderRecordsCallsWithoutPayloads(t *testing.T) {
 // to the upstream.
 func TestAuditRecorderFailsClosed(t *testing.T) {
 	t.Parallel()
-	log, _ := openAuditLog(t)
+	log, _ := audittest.New(t)
 	up := newFakeUpstream(t)
 	g := newTestGateway(t, upstreamResources(up.srv.URL), func(c *Config) { c.Recorder = AuditRecorder{Log: log} })
 	if err := log.Close(); err != nil {

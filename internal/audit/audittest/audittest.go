@@ -5,13 +5,27 @@ package audittest
 import (
 	"context"
 	"crypto/rand"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/store"
+	"github.com/moatproject/moat/internal/store/sqlite"
 )
+
+// New opens an audit log on a SQLite database of its own in a temporary
+// directory, both closed when the test ends.
+func New(tb testing.TB) (*audit.Log, store.Store) {
+	tb.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "audit.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	return OpenLog(tb, st), st
+}
 
 // OpenLog opens an audit log on st with a fresh signing key and HMAC key,
 // closed when the test ends.
