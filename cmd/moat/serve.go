@@ -110,7 +110,17 @@ func applyLocal(ctx context.Context, a *app.App, paths []string, out io.Writer) 
 		return a.Gateway.Reload(ctx)
 	}
 	for _, d := range docs {
-		if err := auditApplied(ctx, a.Audit, d.Kind, d.Name, d.Path, func() error { return applyDocument(ctx, a, d, out, &resourcesChanged, reload) }); err != nil {
+		if d.Kind == "Workflow" {
+			if err := reload(); err != nil {
+				return fmt.Errorf("apply: %w", err)
+			}
+		}
+		err := auditApplied(ctx, a.Audit, d.Kind, d.Name, d.Path, func() error {
+			changed, err := applyDocument(ctx, a, d, out)
+			resourcesChanged = resourcesChanged || changed
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -145,14 +155,14 @@ func auditApplied(ctx context.Context, log *audit.Log, kind, name, path string, 
 	return err
 }
 
-// applyDocument applies one document; reload brings the gateway up to date
-// with resources applied before a workflow that may name them.
-func applyDocument(ctx context.Context, a *app.App, d fileDocument, out io.Writer, resourcesChanged *bool, reload func() error) error {
+// applyDocument applies one document and reports whether it changed one of
+// the gateway's resources.
+func applyDocument(ctx context.Context, a *app.App, d fileDocument, out io.Writer) (gatewayChanged bool, err error) {
 	switch d.Kind {
 	case "Project":
 		p, err := d.project()
 		if err != nil {
-			return fmt.Errorf("apply %w", err)
+			return false, fmt.Errorf("apply %w", err)
 		}
 		err = a.Store.InTx(ctx, func(tx store.Tx) error {
 			now := time.Now().UTC()
@@ -160,16 +170,13 @@ func applyDocument(ctx context.Context, a *app.App, d fileDocument, out io.Write
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("apply %s:%d: project %s: %w", d.Path, d.Line, p.Name, err)
+			return false, fmt.Errorf("apply %s:%d: project %s: %w", d.Path, d.Line, p.Name, err)
 		}
 		fmt.Fprintf(out, "project %s applied (%s)\n", p.Name, d.Path)
 	case "Workflow":
-		if err := reload(); err != nil {
-			return fmt.Errorf("apply: %w", err)
-		}
 		saved, err := a.Engine.SaveWorkflow(ctx, d.Path, d.Source)
 		if err != nil {
-			return fmt.Errorf("apply %s:\n%w", d.Path, offsetProblems(err, d.Line-1))
+			return false, fmt.Errorf("apply %s:\n%w", d.Path, offsetProblems(err, d.Line-1))
 		}
 		verb := "unchanged"
 		if saved.Created {
@@ -179,16 +186,16 @@ func applyDocument(ctx context.Context, a *app.App, d fileDocument, out io.Write
 	case gateway.KindVendor, gateway.KindConnector, gateway.KindModel:
 		rd, err := parseResourceDocument(d)
 		if err != nil {
-			return fmt.Errorf("apply %w", err)
+			return false, fmt.Errorf("apply %w", err)
 		}
 		applied, err := api.ApplyResource(ctx, a.Store, rd.kind, rd.name, rd.body, time.Now().UTC())
 		if err != nil {
-			return fmt.Errorf("apply:\n%w", rd.localProblems(err))
+			return false, fmt.Errorf("apply:\n%w", rd.localProblems(err))
 		}
 		rd.printApplied(out, applied.Changed)
-		*resourcesChanged = *resourcesChanged || applied.Changed
+		return applied.Changed, nil
 	default:
-		return fmt.Errorf("apply %w", d.unknownKind())
+		return false, fmt.Errorf("apply %w", d.unknownKind())
 	}
-	return nil
+	return false, nil
 }

@@ -396,7 +396,7 @@ func missingCredential(spec Connector, missing string) connectors.Connector {
 	return &credentialMissing{
 		kind: spec.Type,
 		// Rejected: retrying or falling back to the same connector cannot
-		// help until the server is restarted with the variable set.
+		// help until the credential is configured and the server restarted.
 		err: &connectors.UpstreamError{Kind: connectors.ErrRejected, Err: &CredentialMissingError{Connector: spec.Name, Missing: missing}},
 	}
 }
