@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/moatproject/moat/internal/audit"
-	"github.com/moatproject/moat/internal/store"
+	"github.com/moatproject/moat/internal/gateway"
 )
 
 // auditedRoute names what a mutating route does, as the audit log records
@@ -121,7 +121,7 @@ func (a *auditor) middleware(next http.Handler) http.Handler {
 
 func (a *auditor) serve(w http.ResponseWriter, r *http.Request, next http.Handler, pattern string, route auditedRoute) {
 	start := time.Now()
-	id := store.NewID("req")
+	id := gateway.NewRequestID()
 	w.Header().Set(headerRequestID, id)
 
 	actor := "anonymous"

@@ -2,8 +2,6 @@ package api
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -912,15 +910,6 @@ func findingsHeader(findings map[string]int) string {
 	return b.String()
 }
 
-// localRequestID names an exchange the gateway never saw (refused before
-// it, or streamed before the gateway's id is known), so that every answer
-// carries an id a log line can be matched with.
-func localRequestID() string {
-	var b [10]byte
-	_, _ = rand.Read(b[:])
-	return "req_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
 // openAI serves every path under /v1, so that unknown paths and methods
 // there also answer in OpenAI's shape.
 func (h *handlers) openAI(w http.ResponseWriter, r *http.Request) {
@@ -975,14 +964,14 @@ func (h *handlers) listModels(w http.ResponseWriter, _ *http.Request) {
 
 func (h *handlers) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if h.Gateway == nil {
-		w.Header().Set(headerRequestID, localRequestID())
+		w.Header().Set(headerRequestID, gateway.NewRequestID())
 		w.Header().Set(headerFindings, "")
 		writeOpenAIError(w, errNoGateway)
 		return
 	}
 	req, e := h.readChatRequest(w, r)
 	if e != nil {
-		w.Header().Set(headerRequestID, localRequestID())
+		w.Header().Set(headerRequestID, gateway.NewRequestID())
 		w.Header().Set(headerFindings, "")
 		writeOpenAIError(w, e)
 		return
@@ -1050,7 +1039,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 func setMoatHeaders(w http.ResponseWriter, rec gateway.Record) {
 	id := rec.RequestID
 	if id == "" {
-		id = localRequestID()
+		id = gateway.NewRequestID()
 	}
 	w.Header().Set(headerRequestID, id)
 	w.Header().Set(headerFindings, findingsHeader(rec.Findings))

@@ -163,7 +163,7 @@ func (g *Gateway) run(ctx context.Context, req *Request, each func(string) error
 		each:  each,
 		stage: "who",
 		rec: Record{
-			RequestID:   newRequestID(),
+			RequestID:   NewRequestID(),
 			Time:        start.UTC(),
 			Identity:    req.Identity,
 			Environment: g.cfg.Environment,

@@ -28,8 +28,11 @@ const recordTimeout = 10 * time.Second
 
 var requestIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// newRequestID returns "req_" and 16 random base32 characters (80 bits).
-func newRequestID() string {
+// NewRequestID returns "req_" and 16 random base32 characters (80 bits):
+// the id of a gateway call, and of any exchange the API answers without
+// one (refused before the gateway, or a mutating request), so that every
+// answer carries an id a log line or an audit record can be matched with.
+func NewRequestID() string {
 	var b [10]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails; it crashes the program instead
 	return "req_" + strings.ToLower(requestIDEncoding.EncodeToString(b[:]))
