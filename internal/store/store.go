@@ -42,6 +42,10 @@ type Store interface {
 	// WriterDB is the pool River's driver uses; on SQLite it has exactly one
 	// connection, shared with InTx.
 	WriterDB() *sql.DB
+	// SetPayloadSealer makes the store seal run payloads (inputs,
+	// outputs, step outputs, tasks, tokens) with ps on every write and
+	// open them on every read. Call it once, before the store is used.
+	SetPayloadSealer(ps PayloadSealer)
 	Dialect() Dialect
 	Ping(ctx context.Context) error
 	Close() error
@@ -59,6 +63,8 @@ type Queries interface {
 	AuditQueries // the audit log (audit.go)
 
 	SecretQueries // the vault's rows (secrets.go)
+
+	RetentionQueries // how long run payloads live, and their subjects (payload.go)
 	// Projects.
 	UpsertProject(ctx context.Context, p Project) (Project, error)
 	GetProject(ctx context.Context, name string) (Project, error)
@@ -225,14 +231,17 @@ func (s RunStatus) Final() bool {
 
 // Run is one execution of a workflow version.
 type Run struct {
-	ID         string     `json:"id"`
-	ProjectID  string     `json:"projectId"`
-	WorkflowID string     `json:"workflowId"`
-	VersionID  string     `json:"versionId"`
-	Status     RunStatus  `json:"status"`
-	Trigger    string     `json:"trigger"` // manual, webhook, schedule, cli
-	Input      []byte     `json:"-"`
-	Output     []byte     `json:"-"`
+	ID         string    `json:"id"`
+	ProjectID  string    `json:"projectId"`
+	WorkflowID string    `json:"workflowId"`
+	VersionID  string    `json:"versionId"`
+	Status     RunStatus `json:"status"`
+	Trigger    string    `json:"trigger"` // manual, webhook, schedule, cli
+	Input      []byte    `json:"-"`
+	Output     []byte    `json:"-"`
+	// Retention is how long CreateRun has the run's payloads kept after
+	// it finishes; it is not read back.
+	Retention  Retention  `json:"-"`
 	Error      string     `json:"error,omitempty"`
 	CreatedAt  time.Time  `json:"createdAt"`
 	UpdatedAt  time.Time  `json:"updatedAt"`

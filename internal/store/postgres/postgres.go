@@ -99,3 +99,10 @@ func classify(err error) error {
 	}
 	return nil
 }
+
+// RunKeys returns the run payload key store of a Postgres store: the
+// run_keys table of the same database, on the store's pool. A backup meant
+// to outlive a purge must leave that table out.
+func RunKeys(s store.Store) store.RunKeyStore {
+	return sqlstore.NewRunKeys(sqlstore.Dialect{Name: store.Postgres, Classify: classify}, s.WriterDB(), nil, false)
+}

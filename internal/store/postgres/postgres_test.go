@@ -47,3 +47,8 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 		t.Fatalf("Open of an unreachable server: %v, want ErrUnavailable", err)
 	}
 }
+
+func TestRunKeysConformance(t *testing.T) {
+	pgtest.URL(t)
+	storetest.RunKeys(t, func(t *testing.T) store.RunKeyStore { return postgres.RunKeys(pgtest.Open(t)) })
+}

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -184,4 +185,57 @@ func TestLockedIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestRunKeysConformance(t *testing.T) {
+	storetest.RunKeys(t, func(t *testing.T) store.RunKeyStore {
+		ks, err := OpenRunKeys(t.Context(), filepath.Join(t.TempDir(), "run-keys.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ks.Close() })
+		return ks
+	})
+}
+
+// A destroyed key leaves no copy of itself in the keys file or its WAL.
+func TestDestroyedRunKeyLeavesNoTrace(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "run-keys.db")
+	ks, err := OpenRunKeys(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	wrapped := []byte("canary-wrapped-key-9f8e7d6c5b4a3928")
+	if err := ks.PutRunKeys(t.Context(), []store.RunKey{{RunID: "run-1", Kind: "input", Term: 1, Wrapped: wrapped, CreatedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	if !filesHold(t, dir, wrapped) {
+		t.Fatal("the key is not in the files before it is destroyed; the test cannot tell anything")
+	}
+	if err := ks.DestroyRunKey(t.Context(), "run-1", "input", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if filesHold(t, dir, wrapped) {
+		t.Fatal("a destroyed key is still in the keys file or its WAL")
+	}
+}
+
+func filesHold(t *testing.T, dir string, needle []byte) bool {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, needle) {
+			return true
+		}
+	}
+	return false
 }

@@ -47,6 +47,9 @@ type Queries struct {
 	// (if any) they run in.
 	prep *prepared
 	tx   *sql.Tx
+	// sealer, when set, seals run payloads on write and opens them on
+	// read (payload.go).
+	sealer store.PayloadSealer
 }
 
 var _ store.Queries = (*Queries)(nil)

@@ -120,6 +120,11 @@ func (q *Queries) LoadRunTokens(ctx context.Context, runID string) ([]store.RunT
 	if err != nil {
 		return nil, q.fail(err, "load tokens of run %s", runID)
 	}
+	for i := range ts {
+		if ts[i].Value, err = q.openText(ctx, tokenField(runID, ts[i].Class), ts[i].Value); err != nil {
+			return nil, err
+		}
+	}
 	return ts, nil
 }
 
@@ -134,6 +139,7 @@ func (q *Queries) AddRunTokens(ctx context.Context, runID string, tokens []store
 	byToken := map[string]classValue{}
 	byValue := map[classValue]string{}
 	var fresh []store.RunToken
+	var sealedAll []store.Sealed
 	for _, t := range tokens {
 		if t.Token == "" || t.Class == "" {
 			return fmt.Errorf("store: add tokens to run %s: a token and its class are required: %w", runID, store.ErrInvalid)
@@ -149,9 +155,16 @@ func (q *Queries) AddRunTokens(ctx context.Context, runID string, tokens []store
 			return fmt.Errorf("store: add tokens to run %s: tokens %s and %s stand for the same value: %w", runID, prev, t.Token, store.ErrConflict)
 		}
 		byToken[t.Token], byValue[cv] = cv, t.Token
+		sealedValue, sealed, err := q.sealText(ctx, tokenField(runID, t.Class), t.Value)
+		if err != nil {
+			return err
+		}
+		t.Value = sealedValue
+		cv.value = sealedValue
+		sealedAll = append(sealedAll, sealed)
 
 		var class, value string
-		err := q.queryRow(ctx, stmtRunTokenByName, runID, t.Token).Scan(&class, &value)
+		err = q.queryRow(ctx, stmtRunTokenByName, runID, t.Token).Scan(&class, &value)
 		switch {
 		case err == nil && (classValue{class, value}) == cv:
 			continue // already there: adding it again is a no-op
@@ -175,7 +188,14 @@ func (q *Queries) AddRunTokens(ctx context.Context, runID string, tokens []store
 			return q.fail(err, "add token %s to run %s", t.Token, runID)
 		}
 	}
-	return nil
+	if len(fresh) == 0 {
+		return nil
+	}
+	// Tokens of calls outside any run have no run row to hang subjects on.
+	if err := q.queryRow(ctx, stmtRunExists, runID).Scan(new(int)); errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	return q.noteSealed(ctx, runID, sealedAll...)
 }
 
 // The write methods below shadow those of the embedded read-pool Queries.

@@ -79,13 +79,24 @@ func scanRun(r scanner) (store.Run, error) {
 }
 
 func (q *Queries) CreateRun(ctx context.Context, r store.Run) error {
-	_, err := q.exec(ctx, stmtCreateRun, r.ID, r.ProjectID, r.WorkflowID, r.VersionID, r.Status, r.Trigger,
-		blob(r.Input), blob(r.Output), r.Error, micros(r.CreatedAt), micros(r.UpdatedAt),
+	input, err := q.seal(ctx, inputField(r.ID), r.Input)
+	if err != nil {
+		return err
+	}
+	output, err := q.seal(ctx, outputField(r.ID), r.Output)
+	if err != nil {
+		return err
+	}
+	_, err = q.exec(ctx, stmtCreateRun, r.ID, r.ProjectID, r.WorkflowID, r.VersionID, r.Status, r.Trigger,
+		blob(input.Bytes), blob(output.Bytes), r.Error, micros(r.CreatedAt), micros(r.UpdatedAt),
 		nullMicros(r.StartedAt), nullMicros(r.FinishedAt))
 	if err != nil {
 		return q.fail(err, "create run %s", r.ID)
 	}
-	return nil
+	if err := q.insertRetention(ctx, r.ID, r.Retention); err != nil {
+		return err
+	}
+	return q.noteSealed(ctx, r.ID, input, output)
 }
 
 func (q *Queries) GetRun(ctx context.Context, id string) (store.Run, error) {
@@ -93,11 +104,24 @@ func (q *Queries) GetRun(ctx context.Context, id string) (store.Run, error) {
 	if err != nil {
 		return store.Run{}, q.fail(err, "run %s", id)
 	}
-	return r, nil
+	return r, q.openRun(ctx, &r)
+}
+
+func (q *Queries) openRun(ctx context.Context, r *store.Run) error {
+	var err error
+	if r.Input, err = q.open(ctx, inputField(r.ID), r.Input); err != nil {
+		return err
+	}
+	r.Output, err = q.open(ctx, outputField(r.ID), r.Output)
+	return err
 }
 
 func (q *Queries) UpdateRun(ctx context.Context, r store.Run) error {
-	res, err := q.exec(ctx, stmtUpdateRun, r.Status, blob(r.Output), r.Error,
+	output, err := q.seal(ctx, outputField(r.ID), r.Output)
+	if err != nil {
+		return err
+	}
+	res, err := q.exec(ctx, stmtUpdateRun, r.Status, blob(output.Bytes), r.Error,
 		nullMicros(r.StartedAt), nullMicros(r.FinishedAt), micros(r.UpdatedAt), r.ID)
 	if err != nil {
 		return q.fail(err, "update run %s", r.ID)
@@ -107,6 +131,15 @@ func (q *Queries) UpdateRun(ctx context.Context, r store.Run) error {
 		return q.fail(err, "update run %s", r.ID)
 	}
 	if n == 1 {
+		if err := q.noteSealed(ctx, r.ID, output); err != nil {
+			return err
+		}
+		if r.Status.Final() && r.FinishedAt != nil {
+			// The retention clock starts when the run finishes.
+			if _, err := q.exec(ctx, stmtExpireRetention, micros(*r.FinishedAt), r.ID); err != nil {
+				return q.fail(err, "update run %s", r.ID)
+			}
+		}
 		return nil
 	}
 	// Nothing matched: the run is either missing or already final.
@@ -156,6 +189,11 @@ func (q *Queries) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run,
 	runs, err := collect(rows, scanRun)
 	if err != nil {
 		return nil, "", q.fail(err, "list runs")
+	}
+	for i := range runs {
+		if err := q.openRun(ctx, &runs[i]); err != nil {
+			return nil, "", err
+		}
 	}
 	if len(runs) <= limit {
 		return runs, "", nil

@@ -65,12 +65,16 @@ func (q *Queries) UpsertStep(ctx context.Context, s store.Step) error {
 		}
 		next = sql.NullString{String: string(b), Valid: true}
 	}
-	_, err := q.exec(ctx, stmtUpsertStep, s.RunID, s.StepID, s.Uses, s.Status, blob(s.Output), next, s.Error, s.Attempts,
+	output, err := q.seal(ctx, stepField(s.RunID, s.StepID), s.Output)
+	if err != nil {
+		return err
+	}
+	_, err = q.exec(ctx, stmtUpsertStep, s.RunID, s.StepID, s.Uses, s.Status, blob(output.Bytes), next, s.Error, s.Attempts,
 		nullMicros(s.StartedAt), nullMicros(s.FinishedAt), micros(s.UpdatedAt))
 	if err != nil {
 		return q.fail(err, "upsert step %s/%s", s.RunID, s.StepID)
 	}
-	return nil
+	return q.noteSealed(ctx, s.RunID, output)
 }
 
 func (q *Queries) GetStep(ctx context.Context, runID, stepID string) (store.Step, error) {
@@ -78,7 +82,8 @@ func (q *Queries) GetStep(ctx context.Context, runID, stepID string) (store.Step
 	if err != nil {
 		return store.Step{}, q.fail(err, "step %s/%s", runID, stepID)
 	}
-	return s, nil
+	s.Output, err = q.open(ctx, stepField(s.RunID, s.StepID), s.Output)
+	return s, err
 }
 
 func (q *Queries) ListSteps(ctx context.Context, runID string) ([]store.Step, error) {
@@ -89,6 +94,11 @@ func (q *Queries) ListSteps(ctx context.Context, runID string) ([]store.Step, er
 	steps, err := collect(rows, scanStep)
 	if err != nil {
 		return nil, q.fail(err, "list steps of run %s", runID)
+	}
+	for i := range steps {
+		if steps[i].Output, err = q.open(ctx, stepField(runID, steps[i].StepID), steps[i].Output); err != nil {
+			return nil, err
+		}
 	}
 	return steps, nil
 }

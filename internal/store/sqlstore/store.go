@@ -21,6 +21,7 @@ type Store struct {
 	reader   *sql.DB
 	// Prepared statements of each pool, when the dialect wants them.
 	writerStmts, readerStmts *prepared
+	sealer                   store.PayloadSealer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -67,7 +68,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 	// Rolls back when fn fails or panics; after Commit it does nothing.
 	defer sqlTx.Rollback()
 	q := NewQueries(s.dialect, sqlTx)
-	q.prep, q.tx = s.writerStmts, sqlTx
+	q.prep, q.tx, q.sealer = s.writerStmts, sqlTx, s.sealer
 	if err := fn(&tx{Queries: q, tx: sqlTx}); err != nil {
 		return err
 	}

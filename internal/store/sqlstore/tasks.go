@@ -26,6 +26,7 @@ var (
 		WHERE id = ? AND status = '` + string(store.TaskPending) + `'
 		RETURNING ` + taskCols)
 	stmtTaskStatus = define(`SELECT status FROM tasks WHERE id = ?`)
+	stmtTaskRun    = define(`SELECT run_id FROM tasks WHERE id = ?`)
 	stmtListTasks  = defineListTasks()
 )
 
@@ -70,12 +71,24 @@ func scanTask(r scanner) (store.Task, error) {
 }
 
 func (q *Queries) CreateTask(ctx context.Context, t store.Task) error {
-	_, err := q.exec(ctx, stmtCreateTask, t.ID, t.RunID, t.StepID, t.ProjectID, t.Status, t.Role, t.Title,
-		blob(t.Details), t.DecidedBy, t.Comment, micros(t.CreatedAt), nullMicros(t.ExpiresAt), nullMicros(t.DecidedAt))
+	title, sealedTitle, err := q.sealText(ctx, taskField(t.RunID, t.ID, "title"), t.Title)
+	if err != nil {
+		return err
+	}
+	comment, sealedComment, err := q.sealText(ctx, taskField(t.RunID, t.ID, "comment"), t.Comment)
+	if err != nil {
+		return err
+	}
+	details, err := q.seal(ctx, taskField(t.RunID, t.ID, "details"), t.Details)
+	if err != nil {
+		return err
+	}
+	_, err = q.exec(ctx, stmtCreateTask, t.ID, t.RunID, t.StepID, t.ProjectID, t.Status, t.Role, title,
+		blob(details.Bytes), t.DecidedBy, comment, micros(t.CreatedAt), nullMicros(t.ExpiresAt), nullMicros(t.DecidedAt))
 	if err != nil {
 		return q.fail(err, "create task %s", t.ID)
 	}
-	return nil
+	return q.noteSealed(ctx, t.RunID, sealedTitle, sealedComment, details)
 }
 
 func (q *Queries) GetTask(ctx context.Context, id string) (store.Task, error) {
@@ -83,7 +96,19 @@ func (q *Queries) GetTask(ctx context.Context, id string) (store.Task, error) {
 	if err != nil {
 		return store.Task{}, q.fail(err, "task %s", id)
 	}
-	return t, nil
+	return t, q.openTask(ctx, &t)
+}
+
+func (q *Queries) openTask(ctx context.Context, t *store.Task) error {
+	var err error
+	if t.Title, err = q.openText(ctx, taskField(t.RunID, t.ID, "title"), t.Title); err != nil {
+		return err
+	}
+	if t.Comment, err = q.openText(ctx, taskField(t.RunID, t.ID, "comment"), t.Comment); err != nil {
+		return err
+	}
+	t.Details, err = q.open(ctx, taskField(t.RunID, t.ID, "details"), t.Details)
+	return err
 }
 
 func (q *Queries) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error) {
@@ -117,6 +142,11 @@ func (q *Queries) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Ta
 	if err != nil {
 		return nil, q.fail(err, "list tasks")
 	}
+	for i := range tasks {
+		if err := q.openTask(ctx, &tasks[i]); err != nil {
+			return nil, err
+		}
+	}
 	return tasks, nil
 }
 
@@ -124,9 +154,20 @@ func (q *Queries) DecideTask(ctx context.Context, id string, status store.TaskSt
 	if status == store.TaskPending || status == "" {
 		return store.Task{}, fmt.Errorf("store: decide task %s: %q is not a decision", id, status)
 	}
-	t, err := scanTask(q.queryRow(ctx, stmtDecideTask, status, by, comment, micros(at), id))
+	var runID string
+	if err := q.queryRow(ctx, stmtTaskRun, id).Scan(&runID); err != nil {
+		return store.Task{}, q.fail(err, "decide task %s", id)
+	}
+	sealedComment, sealed, err := q.sealText(ctx, taskField(runID, id, "comment"), comment)
+	if err != nil {
+		return store.Task{}, err
+	}
+	t, err := scanTask(q.queryRow(ctx, stmtDecideTask, status, by, sealedComment, micros(at), id))
 	if err == nil {
-		return t, nil
+		if err := q.noteSealed(ctx, runID, sealed); err != nil {
+			return store.Task{}, err
+		}
+		return t, q.openTask(ctx, &t)
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return store.Task{}, q.fail(err, "decide task %s", id)

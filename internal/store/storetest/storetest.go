@@ -47,6 +47,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"VaultState", testVaultState},
 		{"Secrets", testSecrets},
 		{"Audit", testAudit},
+		{"SealedPayloads", testSealedPayloads},
+		{"Retention", testRetention},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
