@@ -89,6 +89,9 @@ type RewrapResult struct {
 	Term      uint32   // the term secrets were rewrapped to
 	Rewrapped int      // secrets moved to Term
 	Failed    []string // ids of secrets whose data key did not open; left as they were
+	// RunKeys counts run payload keys moved to Term; RunKeysFailed those
+	// that did not open and were left as they were.
+	RunKeys, RunKeysFailed int
 }
 
 // Rewrap rewraps every secret's data key under the primary term, in
@@ -162,12 +165,37 @@ func (v *Vault) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapResult, e
 			return res, fmt.Errorf("vault: rewrap: %w", err)
 		}
 		if n == 0 {
-			return res, nil
+			return v.rewrapRunKeys(ctx, res, batch, opts.Progress)
 		}
 		res.Rewrapped += done
 		res.Failed = append(res.Failed, failed...)
 		if opts.Progress != nil {
 			opts.Progress(res)
+		}
+	}
+}
+
+// rewrapRunKeys moves the run payload keys below the primary term under
+// it, batch by batch; like the secrets' rewrap it may stop at any point.
+func (v *Vault) rewrapRunKeys(ctx context.Context, res RewrapResult, batch int, progress func(RewrapResult)) (RewrapResult, error) {
+	if v.payload == nil {
+		return res, nil
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("vault: rewrap: %w", err)
+		}
+		moved, failed, err := v.payload.rewrap(ctx, res.Term, batch)
+		res.RunKeys += moved
+		res.RunKeysFailed += failed
+		if err != nil {
+			return res, fmt.Errorf("vault: rewrap run keys: %w", err)
+		}
+		if moved == 0 {
+			return res, nil
+		}
+		if progress != nil {
+			progress(res)
 		}
 	}
 }
@@ -233,6 +261,15 @@ func (v *Vault) SetMinDecryptionTerm(ctx context.Context, term uint32) error {
 		}
 		if inUse > 0 {
 			return fmt.Errorf("%w: %d secrets still use terms below %d; run the rewrap first", ErrTermInUse, inUse, term)
+		}
+		if v.payload != nil {
+			left, err := v.payload.keys.ListRunKeysBelowTerm(ctx, term, 1)
+			if err != nil {
+				return err
+			}
+			if len(left) > 0 {
+				return fmt.Errorf("%w: run payload keys still use terms below %d; run the rewrap first", ErrTermInUse, term)
+			}
 		}
 		st.MinDecryptionTerm, st.UpdatedAt = term, v.now().UTC()
 		if err := tx.UpdateVaultState(ctx, st); err != nil {

@@ -73,10 +73,11 @@ type Vault struct {
 	primary uint32
 	minTerm uint32
 
-	cache  *keyCache
-	burst  *failureBurst
-	seen   *seenUses
-	unseal unsealLimiter
+	cache   *keyCache
+	payload *PayloadKeys // run payload keys, once PayloadKeys is called
+	burst   *failureBurst
+	seen    *seenUses
+	unseal  unsealLimiter
 }
 
 // Open opens the vault. With a key file or an environment key it is
@@ -323,6 +324,9 @@ func (v *Vault) zeroKeysLocked() {
 	}
 	v.terms = nil
 	v.cache.purge()
+	if v.payload != nil {
+		v.payload.purge()
+	}
 }
 
 // Init creates the keyring of a passphrase vault and leaves it unsealed.
