@@ -52,6 +52,7 @@ func Compile(def *Definition, filename string, pos *Positions, nodes NodeTypes) 
 	cc.header()
 	cc.trigger()
 	cc.input()
+	cc.retention()
 	if cc.steps() {
 		cc.graph()
 		cc.settings()

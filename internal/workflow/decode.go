@@ -126,6 +126,7 @@ var typeLabels = map[reflect.Type]string{
 	reflect.TypeFor[Webhook]():    "the webhook trigger",
 	reflect.TypeFor[Schedule]():   "the schedule",
 	reflect.TypeFor[Input]():      "input",
+	reflect.TypeFor[Retention]():  "retention",
 	reflect.TypeFor[Step]():       "a step",
 	reflect.TypeFor[Retry]():      "retry",
 }

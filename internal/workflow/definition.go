@@ -30,6 +30,19 @@ type Definition struct {
 	// templates. When absent the run's output is the last finished step's.
 	Output any    `json:"output,omitempty"`
 	Steps  []Step `json:"steps"`
+	// Retention says how long a finished run's payloads are kept; what
+	// it leaves out follows the server's default. Data-class rules of the
+	// server may shorten it, never lengthen it.
+	Retention *Retention `json:"retention,omitempty"`
+}
+
+// Retention is how long each kind of a finished run's payloads is kept
+// before it is purged: its input (and the gateway's tokens for it), what
+// its steps produced (AI prompts' answers among them), and its output.
+type Retention struct {
+	Input  Duration `json:"input,omitempty"`
+	Steps  Duration `json:"steps,omitempty"`
+	Output Duration `json:"output,omitempty"`
 }
 
 // Trigger says how runs start. Exactly one of its fields is set; a

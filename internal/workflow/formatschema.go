@@ -146,6 +146,16 @@ func FormatSchema(nodes NodeTypes) map[string]any {
 				},
 			},
 			"output": map[string]any{"description": "the run's result; strings may hold {{ CEL }} templates"},
+			"retention": map[string]any{
+				"type":                 "object",
+				"additionalProperties": false,
+				"description":          "how long a finished run's payloads are kept before they are purged; the server's default for what is left out, and its data-class rules may shorten it",
+				"properties": map[string]any{
+					"input":  map[string]any{"type": "string", "description": "the run input and the gateway's tokens, such as \"30d\""},
+					"steps":  map[string]any{"type": "string", "description": "what the steps produced, AI answers among them"},
+					"output": map[string]any{"type": "string", "description": "the run's result"},
+				},
+			},
 			"steps": map[string]any{
 				"type":     "array",
 				"minItems": 1,

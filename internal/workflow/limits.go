@@ -8,6 +8,9 @@ import "time"
 // a job only after this, so it must stay well below River's rescue delay.
 const MaxStepTimeout = time.Hour
 
+// MaxRetention bounds how long a workflow may keep a run's payloads.
+const MaxRetention = 10 * 365 * 24 * time.Hour
+
 const (
 	MaxSourceBytes    = 1 << 20 // a definition's source
 	MaxSteps          = 500

@@ -237,3 +237,22 @@ func unknownType(uses string, names []string) string {
 	}
 	return msg + "; known types: " + strings.Join(names, ", ")
 }
+
+// retention checks the retention durations: positive and bounded.
+func (cc *compiler) retention() {
+	r := cc.def.Retention
+	if r == nil {
+		return
+	}
+	for _, f := range []struct {
+		name string
+		d    Duration
+	}{{"input", r.Input}, {"steps", r.Steps}, {"output", r.Output}} {
+		switch {
+		case f.d < 0:
+			cc.c.add("/retention/"+f.name, "retention.%s must be positive; leave it out for the server's default", f.name)
+		case time.Duration(f.d) > MaxRetention:
+			cc.c.add("/retention/"+f.name, "retention.%s must be at most %s (it is %s)", f.name, formatDuration(MaxRetention), formatDuration(time.Duration(f.d)))
+		}
+	}
+}
