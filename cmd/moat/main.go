@@ -74,6 +74,9 @@ func addServerFlags(cmd *cobra.Command, c *config.Config) {
 	f.StringVar(&c.AuditFile, "audit-file", c.AuditFile, "also write the audit log as JSON lines to this file, rotated at 100 MiB, 5 kept (MOAT_AUDIT_FILE)")
 	f.StringVar(&c.AuditWebhook, "audit-webhook", c.AuditWebhook, "also POST the audit log in batches to this URL, e.g. a SIEM collector; MOAT_AUDIT_WEBHOOK_AUTHORIZATION, if set, is sent as its Authorization header (MOAT_AUDIT_WEBHOOK)")
 	f.StringSliceVar(&c.AuditRequire, "audit-require", c.AuditRequire, "audit copies that must accept each record before the audited action goes ahead: file, webhook (MOAT_AUDIT_REQUIRE)")
+	f.StringVar(&c.Retention, "retention", c.Retention, "how long finished runs' payloads are kept unless a workflow says otherwise, e.g. 30d; 0 keeps them until erased (MOAT_RETENTION)")
+	f.StringSliceVar(&c.RetentionClasses, "retention-class", c.RetentionClasses, "cap retention of payloads holding a data class, e.g. pii.card=7d; repeatable (MOAT_RETENTION_CLASSES, comma-separated)")
+	f.StringVar(&c.PurgeInterval, "purge-interval", c.PurgeInterval, "how often expired payloads are destroyed (MOAT_PURGE_INTERVAL)")
 	f.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (MOAT_LOG_FORMAT)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (MOAT_LOG_LEVEL)")
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/moatproject/moat/internal/engine"
 	"github.com/moatproject/moat/internal/gateway"
 	"github.com/moatproject/moat/internal/nodes"
+	"github.com/moatproject/moat/internal/retention"
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/postgres"
 	"github.com/moatproject/moat/internal/store/sqlite"
@@ -40,9 +41,15 @@ type App struct {
 	Audit   *audit.Log
 	Vault   *vault.Vault
 	Log     *slog.Logger
+	// Retention purges expired run payloads and erases subjects' runs.
+	Retention *retention.Purger
 
-	lock    *os.File
-	started bool
+	lock           *os.File
+	started        bool
+	runKeys        store.RunKeyStore
+	retentionRules retention.Rules
+	purgeInterval  time.Duration
+	stopPurging    func()
 }
 
 // Open prepares the data dir, the database and the engine. With SQLite it
@@ -71,6 +78,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err = a.openAudit(ctx); err == nil {
 		err = a.openVault(ctx)
 	}
+	if err == nil {
+		err = a.openRetention(ctx)
+	}
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -90,6 +100,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		Logger:      log,
 		Environment: cfg.Environment,
 		Workers:     cfg.Workers,
+		Retention:   a.retentionRules.For,
 	})
 	if err == nil {
 		err = a.Engine.Migrate(ctx)
@@ -120,6 +131,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.Engine.Start(ctx, a.Config.DatabaseURL == ""); err != nil {
 		return err
 	}
+	a.startPurging()
 	a.started = true
 	return nil
 }
@@ -204,11 +216,17 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the database and the data-dir lock.
 func (a *App) Close() {
+	if a.stopPurging != nil {
+		a.stopPurging()
+	}
 	if a.Audit != nil {
 		// Signs a last checkpoint of what was appended since the previous.
 		if err := a.Audit.Close(); err != nil {
 			a.Log.Error("audit log: close", "err", err)
 		}
+	}
+	if a.runKeys != nil {
+		a.runKeys.Close()
 	}
 	if a.Store != nil {
 		a.Store.Close()

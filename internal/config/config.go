@@ -37,9 +37,17 @@ type Config struct {
 	// least); ClientCA, a PEM bundle, makes it require client
 	// certificates signed by one of those CAs (mutual TLS).
 	TLSCert, TLSKey, ClientCA string
-	LogFormat                 string // json or text
-	LogLevel                  string // debug, info, warn, error
-	Workers                   int
+	// Retention is how long finished runs' payloads are kept unless a
+	// workflow says otherwise ("30d"; "0" keeps them until erased);
+	// RetentionClasses cap it for payloads holding a data class
+	// ("pii.card=7d"); PurgeInterval is how often expired payloads are
+	// destroyed.
+	Retention        string
+	RetentionClasses []string
+	PurgeInterval    string
+	LogFormat        string // json or text
+	LogLevel         string // debug, info, warn, error
+	Workers          int
 }
 
 // Environments are the names a deployment may use.
@@ -61,9 +69,15 @@ func Default() Config {
 		AuditFile:    os.Getenv("MOAT_AUDIT_FILE"),
 		AuditWebhook: os.Getenv("MOAT_AUDIT_WEBHOOK"),
 
+		Retention:     envOr("MOAT_RETENTION", "30d"),
+		PurgeInterval: envOr("MOAT_PURGE_INTERVAL", "1m"),
+
 		TLSCert:  os.Getenv("MOAT_TLS_CERT"),
 		TLSKey:   os.Getenv("MOAT_TLS_KEY"),
 		ClientCA: os.Getenv("MOAT_CLIENT_CA"),
+	}
+	if v := os.Getenv("MOAT_RETENTION_CLASSES"); v != "" {
+		c.RetentionClasses = strings.Split(v, ",")
 	}
 	if v := os.Getenv("MOAT_AUDIT_REQUIRE"); v != "" {
 		c.AuditRequire = strings.Split(v, ",")
@@ -120,6 +134,10 @@ func (c Config) Validate() error {
 
 // DatabasePath is the SQLite file inside the data dir.
 func (c Config) DatabasePath() string { return filepath.Join(c.DataDir, "moat.db") }
+
+// RunKeysPath is the SQLite file of run payload keys, beside the database
+// but apart from it.
+func (c Config) RunKeysPath() string { return filepath.Join(c.DataDir, "run-keys.db") }
 
 // TokenPath is where the bootstrap token is written.
 func (c Config) TokenPath() string { return filepath.Join(c.DataDir, "bootstrap.token") }

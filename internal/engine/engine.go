@@ -49,6 +49,9 @@ type Config struct {
 	PollInterval time.Duration
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// Retention says how long a run of a workflow keeps its payloads once
+	// finished; without it they are kept until erased.
+	Retention func(*workflow.Definition) store.Retention
 }
 
 // Engine executes runs.
@@ -61,6 +64,7 @@ type Engine struct {
 	log      *slog.Logger
 	envName  string
 	now      func() time.Time
+	keep     func(*workflow.Definition) store.Retention
 
 	plansMu sync.Mutex
 	plans   map[string]*workflow.Plan
@@ -80,6 +84,7 @@ func New(cfg Config) (*Engine, error) {
 		log:      cfg.Logger,
 		envName:  cfg.Environment,
 		now:      cfg.Now,
+		keep:     cfg.Retention,
 		plans:    make(map[string]*workflow.Plan),
 		watchers: make(map[string][]chan struct{}),
 	}

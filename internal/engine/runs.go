@@ -201,6 +201,9 @@ func (e *Engine) createRun(ctx context.Context, tx store.Tx, wf store.Workflow, 
 	now := e.now()
 	run := store.Run{ID: store.NewID("run"), ProjectID: wf.ProjectID, WorkflowID: wf.ID, VersionID: versionID, Status: store.RunPending,
 		Trigger: trigger, Input: data, CreatedAt: now, UpdatedAt: now}
+	if e.keep != nil {
+		run.Retention = e.keep(plan.Definition)
+	}
 	if err := tx.CreateRun(ctx, run); err != nil {
 		return store.Run{}, err
 	}
