@@ -19,7 +19,7 @@ func printJSON(cmd *cobra.Command, v any) error {
 }
 
 func newRunsCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "runs", Short: "Start, list, inspect and cancel runs on a server"}
+	cmd := &cobra.Command{Use: "runs", Short: "Start, list, inspect, cancel, purge and erase runs on a server"}
 
 	var r remote
 	var project, workflowName, status, cursor, output string
@@ -182,7 +182,7 @@ func newRunsCmd() *cobra.Command {
 	start.Flags().StringVar(&startWait, "wait", "", "wait up to this long (at most 1m) for the run to finish")
 	rs.bind(start)
 
-	cmd.AddCommand(list, get, start, cancel)
+	cmd.AddCommand(list, get, start, cancel, newEraseCmd(), newPurgeCmd())
 	return cmd
 }
 

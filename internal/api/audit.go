@@ -34,6 +34,8 @@ var auditedRoutes = map[string]auditedRoute{
 	"POST /api/v1/workflows":                                {"workflow.save", "workflow"},
 	"POST /api/v1/projects/{project}/workflows/{name}/runs": {"run.start", "workflow/{project}/{name}"},
 	"POST /api/v1/runs/{id}/cancel":                         {"run.cancel", "run/{id}"},
+	"POST /api/v1/runs/erase":                               {"runs.erase", "runs"},
+	"POST /api/v1/runs/purge":                               {"runs.purge", "runs"},
 	"POST /api/v1/tasks/{id}/approve":                       {"task.approve", "task/{id}"},
 	"POST /api/v1/tasks/{id}/reject":                        {"task.reject", "task/{id}"},
 

@@ -28,6 +28,7 @@ import (
 	"github.com/moatproject/moat/internal/audit/audittest"
 	"github.com/moatproject/moat/internal/engine"
 	"github.com/moatproject/moat/internal/nodes"
+	"github.com/moatproject/moat/internal/retention"
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/sqlite"
 	"github.com/moatproject/moat/internal/vault"
@@ -128,8 +129,17 @@ func newAuditStack(t *testing.T, separateAuditStore bool) *auditStack {
 		t.Fatal(err)
 	}
 	log := audittest.OpenLog(t, auditSt)
+	runKeys, err := sqlite.OpenRunKeys(ctx, filepath.Join(dir, "run-keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { runKeys.Close() })
+	cipher := v.PayloadKeys(runKeys, vault.PayloadKeysOptions{})
+	digest := func(s string) []byte { return []byte(log.HMAC(s)) }
+	st.SetPayloadSealer(&retention.Sealer{Cipher: cipher, Digest: digest})
+	purger := &retention.Purger{Store: st, Cipher: cipher, Digest: digest, Audit: log}
 	s := &auditStack{Store: st, Audit: log, AuditSt: auditSt, TokenID: createToken(t, st), logs: logs}
-	srv := httptest.NewServer(New(Deps{Store: st, Engine: eng, Vault: v, Audit: log, Logger: logger, Version: "test",
+	srv := httptest.NewServer(New(Deps{Store: st, Engine: eng, Vault: v, Audit: log, Retention: purger, Logger: logger, Version: "test",
 		Ready: func(context.Context) error { return nil }}))
 	s.URL = srv.URL
 	t.Cleanup(func() {
@@ -338,6 +348,11 @@ func TestAuditEveryMutatingRoute(t *testing.T) {
 			wantStatus: []int{200}, action: "task.reject", resource: "task/{{task2}}"},
 		{pattern: "POST /api/v1/runs/{id}/cancel", method: "POST", path: "/api/v1/runs/{{run3}}/cancel",
 			wantStatus: []int{200, 202}, action: "run.cancel", resource: "run/{{run3}}"},
+		// No run holds the planted value: nothing is erased.
+		{pattern: "POST /api/v1/runs/erase", method: "POST", path: "/api/v1/runs/erase", body: `{"subject":"` + auditCanary + `"}`,
+			wantStatus: []int{404}, action: "runs.erase", resource: "runs"},
+		{pattern: "POST /api/v1/runs/purge", method: "POST", path: "/api/v1/runs/purge",
+			wantStatus: []int{200}, action: "runs.purge", resource: "runs"},
 		{pattern: "POST /hooks/{path...}", method: "POST", path: "/hooks/refunds", body: `{"amount":3}`,
 			wantStatus: []int{202}, action: "webhook.trigger", resource: "webhook/refunds"},
 		{pattern: "PUT /api/v1/vendors/{name}", method: "PUT", path: "/api/v1/vendors/openai", body: `{"location":"managed-service","retentionDays":30}`,

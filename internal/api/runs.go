@@ -26,6 +26,9 @@ type RunView struct {
 	Output   json.RawMessage `json:"output,omitempty"`
 	Steps    []StepView      `json:"steps,omitempty"`
 	Attempts []store.Attempt `json:"attempts,omitempty"`
+	// Purged says when each kind of the run's payloads (input, steps,
+	// output) was purged or erased; what is purged reads as absent.
+	Purged map[string]time.Time `json:"purged,omitempty"`
 }
 
 // StepView is one step of the timeline.
@@ -213,9 +216,17 @@ func (h *handlers) runAnswer(ctx context.Context, id string, wait time.Duration)
 	if err != nil {
 		return nil, h.apiError(err)
 	}
+	purged, err := h.Store.PayloadPurges(ctx, id)
+	if err != nil {
+		return nil, h.apiError(err)
+	}
 	status := http.StatusOK
 	if !run.Status.Final() {
 		status = http.StatusAccepted
 	}
-	return &runOutput{Status: status, Body: ViewRun(run, steps, attempts)}, nil
+	view := ViewRun(run, steps, attempts)
+	if len(purged) > 0 {
+		view.Purged = purged
+	}
+	return &runOutput{Status: status, Body: view}, nil
 }

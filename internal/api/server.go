@@ -14,6 +14,7 @@ import (
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/engine"
 	"github.com/moatproject/moat/internal/gateway"
+	"github.com/moatproject/moat/internal/retention"
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/vault"
 )
@@ -37,6 +38,9 @@ type Deps struct {
 	Gateway *gateway.Gateway
 	// Vault holds secrets; nil serves no /api/v1/secrets or /api/v1/vault.
 	Vault *vault.Vault
+	// Retention purges and erases run payloads; nil serves no
+	// /api/v1/runs/erase or /api/v1/runs/purge.
+	Retention *retention.Purger
 	// Audit records every mutating request before it runs (refusing it
 	// when the record cannot be written) and how it ended. nil audits
 	// nothing: for tests and tools that do not serve users.
@@ -71,6 +75,9 @@ func New(d Deps) http.Handler {
 	h.registerModels(hapi)
 	if d.Vault != nil {
 		h.registerSecrets(hapi, d.Vault)
+	}
+	if d.Retention != nil {
+		h.registerRetention(hapi, d.Retention)
 	}
 
 	mux.HandleFunc("POST /hooks/{path...}", h.webhook)

@@ -138,7 +138,7 @@ func (a *App) Start(ctx context.Context) error {
 
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler {
-	return api.New(api.Deps{Store: a.Store, Engine: a.Engine, Gateway: a.Gateway, Vault: a.Vault, Audit: a.Audit, Logger: a.Log, Version: Version, Ready: func(context.Context) error {
+	return api.New(api.Deps{Store: a.Store, Engine: a.Engine, Gateway: a.Gateway, Vault: a.Vault, Audit: a.Audit, Retention: a.Retention, Logger: a.Log, Version: Version, Ready: func(context.Context) error {
 		if !a.started {
 			return errors.New("engine not started")
 		}
