@@ -42,6 +42,9 @@ type authenticator struct {
 	store store.Store
 	log   *slog.Logger
 	now   func() time.Time // time.Now unless a test sets it
+	// audit records failed sign-ins; nil records nothing.
+	audit    failureRecorder
+	failures authFailures
 
 	mu      sync.Mutex
 	touched map[string]time.Time
@@ -135,16 +138,19 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if a.throttle(w, r) {
+			return
+		}
 		// The scheme is case-insensitive (RFC 9110 §11.1).
 		scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 		token = strings.TrimSpace(token)
 		if !strings.EqualFold(scheme, "Bearer") || token == "" {
-			unauthorized(w, r, "missing bearer token: send Authorization: Bearer <token> (see <data-dir>/bootstrap.token)")
+			a.refuse(w, r, "missing bearer token: send Authorization: Bearer <token> (see <data-dir>/bootstrap.token)", "")
 			return
 		}
 		t, err := a.findToken(r.Context(), token)
 		if errors.Is(err, store.ErrNotFound) {
-			unauthorized(w, r, "invalid bearer token")
+			a.refuse(w, r, "invalid bearer token", token)
 			return
 		}
 		if err != nil {

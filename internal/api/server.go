@@ -87,6 +87,9 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("/v1/", h.openAI)
 
 	auth := &authenticator{store: d.Store, log: d.Logger}
+	if d.Audit != nil {
+		auth.audit = d.Audit
+	}
 	routed := unrouted(mux)
 	if d.Audit != nil {
 		routed = newAuditor(d.Audit, mux, d.Logger).middleware(routed)

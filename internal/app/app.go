@@ -150,8 +150,19 @@ func (a *App) Handler() http.Handler {
 // <data-dir>/bootstrap.token (mode 0600) and returns it; it returns "" when
 // tokens already exist.
 func (a *App) Bootstrap(ctx context.Context) (string, error) {
+	n, err := a.Store.CountTokens(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	// Creating an API key is recorded first, and not done when it cannot
+	// be recorded.
+	rec := audit.Record{Actor: "system:bootstrap", Action: "apikey.create", Resource: "apikey/bootstrap", Outcome: audit.Requested,
+		Details: map[string]any{"role": "admin", "file": a.Config.TokenPath()}}
+	if _, err := a.Audit.Append(ctx, rec); err != nil {
+		return "", fmt.Errorf("app: bootstrap token: %w", err)
+	}
 	var token string
-	err := a.Store.InTx(ctx, func(tx store.Tx) error {
+	err = a.Store.InTx(ctx, func(tx store.Tx) error {
 		n, err := tx.CountTokens(ctx)
 		if err != nil || n > 0 {
 			return err
@@ -168,6 +179,13 @@ func (a *App) Bootstrap(ctx context.Context) (string, error) {
 		// token is not created, so nobody is locked out.
 		return writeSecretFile(a.Config.TokenPath(), token+"\n")
 	})
+	rec.Outcome = audit.OK
+	if err != nil {
+		rec.Outcome, rec.Details["error"] = audit.Failed, err.Error()
+	}
+	if _, auditErr := a.Audit.Append(ctx, rec); auditErr != nil && err == nil {
+		err = auditErr
+	}
 	if err != nil {
 		return "", fmt.Errorf("app: bootstrap token: %w", err)
 	}
