@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,9 +12,11 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/engine"
+	"github.com/moatproject/moat/internal/retention"
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/pgtest"
 	"github.com/moatproject/moat/internal/store/sqlite"
+	"github.com/moatproject/moat/internal/vault"
 )
 
 const fiveSteps = `
@@ -115,3 +119,41 @@ steps:
   - {id: c, uses: transform, with: {set: {ok: "steps.call.output.body.ok"}}}
 `, srv.URL))
 }
+
+// BenchmarkFiveStepRunsSQLiteSealed is BenchmarkFiveStepRunsSQLite with
+// every payload sealed as moat serve seals it: a key per run and payload
+// kind, made on the run's first write into a keys file of its own, and
+// each payload scanned for subjects to index.
+func BenchmarkFiveStepRunsSQLiteSealed(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	st, err := sqlite.Open(ctx, dir+"/moat.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	keys, err := sqlite.OpenRunKeys(ctx, dir+"/run-keys.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { keys.Close() })
+	v, err := vault.Open(ctx, vault.Config{Store: st, Hook: nopHook{}, Source: vault.KeyFile{Path: dir + "/" + vault.KeyFileName, Create: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, []byte("bench"))
+	var mu sync.Mutex
+	digest := func(s string) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		mac.Reset()
+		mac.Write([]byte(s))
+		return mac.Sum(nil)
+	}
+	st.SetPayloadSealer(&retention.Sealer{Cipher: v.PayloadKeys(keys, vault.PayloadKeysOptions{}), Digest: digest})
+	benchRuns(b, st, fiveSteps)
+}
+
+type nopHook struct{}
+
+func (nopHook) SecretAccessed(context.Context, vault.Event) error { return nil }

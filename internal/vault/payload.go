@@ -174,10 +174,19 @@ func (p *PayloadKeys) key(ctx context.Context, runID, kind string, create bool) 
 	stored, err := p.keys.GetRunKey(ctx, runID, kind)
 	switch {
 	case errors.Is(err, store.ErrNotFound) && create:
-		if err := p.create(ctx, runID); err != nil && !errors.Is(err, store.ErrConflict) {
+		made, err := p.create(ctx, runID, now)
+		if err == nil {
+			for k, key := range made {
+				if k != kind {
+					zero(key)
+				}
+			}
+			return made[kind], nil
+		}
+		if !errors.Is(err, store.ErrConflict) {
 			return nil, err
 		}
-		// Made here, or by another writer at the same time.
+		// Made by another writer at the same time.
 		stored, err = p.keys.GetRunKey(ctx, runID, kind)
 	case errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("%w: run %s has no %s key", ErrCorrupt, runID, kind)
@@ -201,34 +210,46 @@ func (p *PayloadKeys) key(ctx context.Context, runID, kind string, create bool) 
 	return key, nil
 }
 
-// create makes and stores every kind's key of a run in one write.
-func (p *PayloadKeys) create(ctx context.Context, runID string) error {
+// create makes and stores every kind's key of a run in one write, and
+// caches them; it returns copies by kind (the caller zeroes them).
+func (p *PayloadKeys) create(ctx context.Context, runID string, now time.Time) (map[string][]byte, error) {
 	p.v.mu.RLock()
 	term := p.v.primary
 	p.v.mu.RUnlock()
 	termKey, err := p.v.termKey(term)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer zero(termKey)
-	now := p.v.now().UTC()
+	made := make(map[string][]byte, len(store.PayloadKinds))
+	forget := func() {
+		for _, k := range made {
+			zero(k)
+		}
+	}
 	rows := make([]store.RunKey, 0, len(store.PayloadKinds))
 	for _, kind := range store.PayloadKinds {
 		key := make([]byte, keySize)
 		if _, err := rand.Read(key); err != nil {
-			return fmt.Errorf("vault: random run key: %w", err)
+			forget()
+			return nil, fmt.Errorf("vault: random run key: %w", err)
 		}
+		made[kind] = key
 		wrapped, err := sealBox(termKey, key, runKeyAD(term, runID, kind))
-		zero(key)
 		if err != nil {
-			return err
+			forget()
+			return nil, err
 		}
-		rows = append(rows, store.RunKey{RunID: runID, Kind: kind, Term: term, Wrapped: wrapped, CreatedAt: now})
+		rows = append(rows, store.RunKey{RunID: runID, Kind: kind, Term: term, Wrapped: wrapped, CreatedAt: now.UTC()})
 	}
 	if err := p.keys.PutRunKeys(ctx, rows); err != nil {
-		return fmt.Errorf("vault: create keys of run %s: %w", runID, err)
+		forget()
+		return nil, fmt.Errorf("vault: create keys of run %s: %w", runID, err)
 	}
-	return nil
+	for kind, key := range made {
+		p.remember(payloadKeyID{runID, kind}, key, now)
+	}
+	return made, nil
 }
 
 func (p *PayloadKeys) remember(id payloadKeyID, key []byte, now time.Time) {
