@@ -95,9 +95,12 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func startServer(t *testing.T, bin, dataDir, addr string, logs *syncBuffer) *server {
+// startServer starts moat serve; env adds MOAT_* settings to its
+// environment.
+func startServer(t *testing.T, bin, dataDir, addr string, logs *syncBuffer, env ...string) *server {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--addr", addr, "--data-dir", dataDir, "--allow-private-egress", "--log-format", "json")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

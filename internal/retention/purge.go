@@ -73,10 +73,14 @@ func (p *Purger) PurgeExpired(ctx context.Context, actor string) (PurgeResult, e
 			Outcome: audit.Requested, Details: map[string]any{"payloads": items}}); err != nil {
 			return res, fmt.Errorf("retention: purge: the audit record could not be written; nothing was purged: %w", err)
 		}
+		refs := make([]store.RunKeyRef, len(due))
+		for i, d := range due {
+			refs[i] = store.RunKeyRef{RunID: d.RunID, Kind: d.Kind}
+		}
+		if err := p.destroy(ctx, refs); err != nil {
+			return res, err
+		}
 		for _, d := range due {
-			if err := p.destroy(ctx, d.RunID, d.Kind); err != nil {
-				return res, err
-			}
 			res.Purged++
 			if !seen[d.RunID] {
 				seen[d.RunID] = true
@@ -90,13 +94,23 @@ func (p *Purger) PurgeExpired(ctx context.Context, actor string) (PurgeResult, e
 	}
 }
 
-// destroy erases one kind of a run: its key, then its rows.
-func (p *Purger) destroy(ctx context.Context, runID, kind string) error {
-	if err := p.Cipher.Destroy(ctx, runID, kind); err != nil {
-		return fmt.Errorf("retention: destroy %s of run %s: %w", kind, runID, err)
+// destroy erases payload kinds of runs: their keys in one write, then
+// their rows in one transaction.
+func (p *Purger) destroy(ctx context.Context, refs []store.RunKeyRef) error {
+	if err := p.Cipher.Destroy(ctx, refs...); err != nil {
+		return fmt.Errorf("retention: destroy %d payloads: %w", len(refs), err)
 	}
-	if err := p.Store.PurgePayload(ctx, runID, kind, p.now()); err != nil {
-		return fmt.Errorf("retention: destroy %s of run %s: %w", kind, runID, err)
+	at := p.now()
+	err := p.Store.InTx(ctx, func(tx store.Tx) error {
+		for _, r := range refs {
+			if err := tx.PurgePayload(ctx, r.RunID, r.Kind, at); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("retention: destroy %d payloads: %w", len(refs), err)
 	}
 	return nil
 }
@@ -157,10 +171,12 @@ func (p *Purger) Erase(ctx context.Context, actor, subject string, cancel Cancel
 			}
 			res.Cancelled = append(res.Cancelled, id)
 		}
+		refs := make([]store.RunKeyRef, 0, len(store.PayloadKinds))
 		for _, kind := range store.PayloadKinds {
-			if err := p.destroy(ctx, id, kind); err != nil {
-				return res, err
-			}
+			refs = append(refs, store.RunKeyRef{RunID: id, Kind: kind})
+		}
+		if err := p.destroy(ctx, refs); err != nil {
+			return res, err
 		}
 	}
 	if _, err := p.Audit.Append(ctx, audit.Record{Actor: actor, Action: "runs.erase", Resource: "runs",

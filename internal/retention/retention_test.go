@@ -205,18 +205,18 @@ func TestPurgeDestroysExpiredPayloadsAndCopiesOfThem(t *testing.T) {
 	}
 }
 
-// failingStore fails PurgePayload, as a crash after a key is destroyed and
-// before its rows are would.
+// failingStore fails every write transaction, as a crash after the keys
+// are destroyed and before the rows are would.
 type failingStore struct {
 	store.Store
 	fail bool
 }
 
-func (s *failingStore) PurgePayload(ctx context.Context, runID, kind string, at time.Time) error {
+func (s *failingStore) InTx(ctx context.Context, fn func(store.Tx) error) error {
 	if s.fail {
 		return errors.New("killed")
 	}
-	return s.Store.PurgePayload(ctx, runID, kind, at)
+	return s.Store.InTx(ctx, fn)
 }
 
 func TestInterruptedPurgeResumes(t *testing.T) {

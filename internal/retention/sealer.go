@@ -12,7 +12,7 @@ import (
 type PayloadCipher interface {
 	Seal(ctx context.Context, f store.PayloadField, plaintext []byte) ([]byte, error)
 	Open(ctx context.Context, f store.PayloadField, sealed []byte) ([]byte, error)
-	Destroy(ctx context.Context, runID, kind string) error
+	Destroy(ctx context.Context, refs ...store.RunKeyRef) error
 }
 
 // Digest maps a normalised subject to its index key: an HMAC under a key

@@ -115,6 +115,9 @@ type RunKey struct {
 	DestroyedAt *time.Time
 }
 
+// RunKeyRef names one payload key: a run's key of one kind.
+type RunKeyRef struct{ RunID, Kind string }
+
 // RunKeyStore keeps payload keys apart from the payloads: on SQLite in a
 // file of its own, so that a copy of the database holds no key at all, and
 // destroying a key leaves no trace of it in the file.
@@ -124,10 +127,10 @@ type RunKeyStore interface {
 	PutRunKeys(ctx context.Context, keys []RunKey) error
 	// GetRunKey fails with ErrNotFound when the key never existed.
 	GetRunKey(ctx context.Context, runID, kind string) (RunKey, error)
-	// DestroyRunKey overwrites a key with nothing, keeping its row;
-	// destroying one already destroyed or never made records the
-	// destruction all the same.
-	DestroyRunKey(ctx context.Context, runID, kind string, at time.Time) error
+	// DestroyRunKeys overwrites keys with nothing, all in one write,
+	// keeping their rows; destroying one already destroyed or never made
+	// records the destruction all the same.
+	DestroyRunKeys(ctx context.Context, refs []RunKeyRef, at time.Time) error
 	// ListRunKeysBelowTerm lists up to limit live keys wrapped under a term
 	// below term, for a rewrap.
 	ListRunKeysBelowTerm(ctx context.Context, term uint32, limit int) ([]RunKey, error)

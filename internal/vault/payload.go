@@ -144,14 +144,16 @@ func (p *PayloadKeys) Open(ctx context.Context, f store.PayloadField, sealed []b
 	return b, nil
 }
 
-// Destroy destroys one kind's key of a run: whatever was sealed under it,
-// here or in any copy, no longer opens. Destroying it again is harmless.
-func (p *PayloadKeys) Destroy(ctx context.Context, runID, kind string) error {
-	p.forget(runID, kind)
-	if err := p.keys.DestroyRunKey(ctx, runID, kind, p.v.now().UTC()); err != nil {
-		return fmt.Errorf("vault: destroy %s key of run %s: %w", kind, runID, err)
+// Destroy destroys payload keys, each a kind of a run, in one write:
+// whatever was sealed under them, here or in any copy, no longer opens.
+// Destroying a key again is harmless.
+func (p *PayloadKeys) Destroy(ctx context.Context, refs ...store.RunKeyRef) error {
+	p.forget(refs)
+	if err := p.keys.DestroyRunKeys(ctx, refs, p.v.now().UTC()); err != nil {
+		return fmt.Errorf("vault: destroy %d run keys: %w", len(refs), err)
 	}
-	p.forget(runID, kind)
+	// Again: a read racing the write may have cached a key meanwhile.
+	p.forget(refs)
 	return nil
 }
 
@@ -270,13 +272,15 @@ func (p *PayloadKeys) remember(id payloadKeyID, key []byte, now time.Time) {
 	p.cache[id] = cachedPayloadKey{key: append([]byte(nil), key...), fetched: now}
 }
 
-func (p *PayloadKeys) forget(runID, kind string) {
+func (p *PayloadKeys) forget(refs []store.RunKeyRef) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	id := payloadKeyID{runID, kind}
-	if c, ok := p.cache[id]; ok {
-		zero(c.key)
-		delete(p.cache, id)
+	for _, r := range refs {
+		id := payloadKeyID{r.RunID, r.Kind}
+		if c, ok := p.cache[id]; ok {
+			zero(c.key)
+			delete(p.cache, id)
+		}
 	}
 }
 

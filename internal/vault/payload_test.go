@@ -105,7 +105,7 @@ func TestPayloadDestroyReachesOtherNodesAndCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := p.Destroy(ctx, "run-1", store.PayloadInput); err != nil {
+	if err := p.Destroy(ctx, store.RunKeyRef{RunID: "run-1", Kind: store.PayloadInput}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.Open(ctx, in, sealedIn); !errors.Is(err, store.ErrPayloadDestroyed) {

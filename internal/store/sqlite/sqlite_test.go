@@ -214,7 +214,7 @@ func TestDestroyedRunKeyLeavesNoTrace(t *testing.T) {
 	if !filesHold(t, dir, wrapped) {
 		t.Fatal("the key is not in the files before it is destroyed; the test cannot tell anything")
 	}
-	if err := ks.DestroyRunKey(t.Context(), "run-1", "input", time.Now()); err != nil {
+	if err := ks.DestroyRunKeys(t.Context(), []store.RunKeyRef{{RunID: "run-1", Kind: "input"}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if filesHold(t, dir, wrapped) {

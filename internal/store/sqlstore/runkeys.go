@@ -99,13 +99,23 @@ func (k *RunKeys) GetRunKey(ctx context.Context, runID, kind string) (store.RunK
 	return key, nil
 }
 
-func (k *RunKeys) DestroyRunKey(ctx context.Context, runID, kind string, at time.Time) error {
-	if _, err := k.db.ExecContext(ctx, k.sql.destroy, runID, kind, micros(at), micros(at)); err != nil {
-		return k.fail(err, "destroy %s key of run %s", kind, runID)
+func (k *RunKeys) DestroyRunKeys(ctx context.Context, refs []store.RunKeyRef, at time.Time) error {
+	tx, err := k.db.BeginTx(ctx, nil)
+	if err != nil {
+		return k.fail(err, "destroy run keys")
+	}
+	defer tx.Rollback()
+	for _, r := range refs {
+		if _, err := tx.ExecContext(ctx, k.sql.destroy, r.RunID, r.Kind, micros(at), micros(at)); err != nil {
+			return k.fail(err, "destroy %s key of run %s", r.Kind, r.RunID)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return k.fail(err, "destroy run keys")
 	}
 	if k.afterDestroy != nil {
 		if err := k.afterDestroy(ctx); err != nil {
-			return k.fail(err, "destroy %s key of run %s", kind, runID)
+			return k.fail(err, "destroy run keys")
 		}
 	}
 	return nil

@@ -268,16 +268,21 @@ func RunKeys(t *testing.T, open func(t *testing.T) store.RunKeyStore) {
 	must(t, err)
 	equal(t, "rewrapped from a stale term", ok, false)
 
-	must(t, ks.DestroyRunKey(ctx, "run-1", "input", at(time.Hour)))
-	must(t, ks.DestroyRunKey(ctx, "run-1", "input", at(2*time.Hour)))
+	must(t, ks.DestroyRunKeys(ctx, []store.RunKeyRef{{RunID: "run-1", Kind: "input"}}, at(time.Hour)))
+	must(t, ks.DestroyRunKeys(ctx, []store.RunKeyRef{{RunID: "run-1", Kind: "input"}, {RunID: "run-2", Kind: "input"}}, at(2*time.Hour)))
 	got, err = ks.GetRunKey(ctx, "run-1", "input")
 	must(t, err)
 	if got.Wrapped != nil || got.DestroyedAt == nil || !got.DestroyedAt.Equal(at(time.Hour)) {
 		t.Fatalf("destroyed key = %+v", got)
 	}
+	got, err = ks.GetRunKey(ctx, "run-2", "input")
+	must(t, err)
+	if got.Wrapped != nil || got.DestroyedAt == nil || !got.DestroyedAt.Equal(at(2*time.Hour)) {
+		t.Fatalf("key destroyed in a batch = %+v", got)
+	}
 	// Destroying a key never made leaves a tombstone, so it cannot be
 	// made afterwards.
-	must(t, ks.DestroyRunKey(ctx, "run-5", "output", at(time.Hour)))
+	must(t, ks.DestroyRunKeys(ctx, []store.RunKeyRef{{RunID: "run-5", Kind: "output"}}, at(time.Hour)))
 	err = ks.PutRunKeys(ctx, []store.RunKey{key("run-5", "output", 1)})
 	if !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("making a destroyed key again: %v, want ErrConflict", err)
