@@ -45,7 +45,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newServeCmd(), newRunCmd(), newValidateCmd(), newApplyCmd(),
 		newRunsCmd(), newTasksCmd(), newSchemaCmd(), newVersionCmd(),
 		newPIICmd(), newGuardCmd(),
-		newAuditCmd(),
+		newAuditCmd(), newFlowCmd(),
 		newSecretCmd(), newKeysCmd(), newUnsealCmd(),
 	)
 	return root

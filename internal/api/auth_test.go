@@ -143,6 +143,8 @@ func TestOpenAPI(t *testing.T) {
 		"GET /api/v1/models/{name}",
 		"PUT /api/v1/models/{name}",
 		"DELETE /api/v1/models/{name}",
+		"GET /api/v1/projects/{project}/workflows/{name}/flow",
+		"GET /api/v1/flow/vendors",
 	}
 	var got []string
 	for path, ops := range doc.Paths {

@@ -73,6 +73,7 @@ func New(d Deps) http.Handler {
 	h.registerVendors(hapi)
 	h.registerConnectors(hapi)
 	h.registerModels(hapi)
+	h.registerFlow(hapi)
 	if d.Vault != nil {
 		h.registerSecrets(hapi, d.Vault)
 	}
