@@ -32,6 +32,8 @@ type CatalogOptions struct {
 	// Secrets gives the credentials connectors name as vault secrets; a
 	// connector naming one fails closed at each call when it is nil.
 	Secrets SecretResolver
+	// Now is the clock OAuth 2.0 access tokens age by; time.Now when nil.
+	Now func() time.Time
 }
 
 // Catalog is the resources compiled for one environment: connectors built,
@@ -121,6 +123,8 @@ func BuildCatalog(res Resources, opts CatalogOptions) (*Catalog, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
+	// One transport for the catalog's connectors, refusing TLS below 1.2.
+	opts.HTTPClient = hardenedClient(opts.HTTPClient)
 	vendors := make(map[string]Vendor, len(res.Vendors))
 	for _, v := range res.Vendors {
 		vendors[v.Name] = v
@@ -227,6 +231,9 @@ func effectiveConnector(spec Connector, env string) (Connector, bool) {
 	if len(over.Models) > 0 {
 		spec.Models = over.Models
 	}
+	if over.TLS != nil {
+		spec.TLS = over.TLS
+	}
 	return spec, true
 }
 
@@ -244,27 +251,26 @@ func (c *Catalog) build(spec Connector, opts CatalogOptions) (connectors.Connect
 		}
 		timeout = d
 	}
+	settings, err := loadConnectorTLS(spec.TLS, opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	client, err := connectorHTTPClient(opts.HTTPClient, settings, spec, opts)
+	if err != nil {
+		return nil, err
+	}
 	// A credential that is configured but not set does not stop the
 	// catalog (other connectors still work); the connector fails closed at
 	// each call instead.
-	secret, missing := "", ""
-	switch cred := spec.Credential; {
-	case cred == nil:
-	case cred.Secret != "" && opts.Secrets == nil:
-		missing = "vault secret " + cred.Secret + " (this server has no vault)"
-	case cred.Secret != "":
-		// The connector is built with a marker the transport swaps for
-		// the value, per request, once the vault allows it.
-		secret = newCredentialMarker()
-		opts.HTTPClient = vaultHTTPClient(opts.HTTPClient, &vaultCredential{
-			secrets: opts.Secrets, env: opts.Environment, connector: spec.Name, secret: cred.Secret, marker: secret,
-		})
-	default:
-		secret = opts.Getenv(cred.Env)
-		if secret == "" {
-			missing = "environment variable " + cred.Env + " is not set"
-		}
+	cred, err := buildCredential(spec, opts, opts.HTTPClient, client, settings)
+	if err != nil {
+		return nil, err
 	}
+	secret, missing := cred.key, cred.missing
+	if settings.clientCertificate != "" && opts.Secrets == nil && missing == "" {
+		missing = "vault secret " + settings.clientCertificate + " for the client certificate (this server has no vault)"
+	}
+	opts.HTTPClient = cred.client
 	switch spec.Type {
 	case TypeOpenAI:
 		cfg := openai.Config{BaseURL: spec.BaseURL, APIKey: secret, Timeout: timeout, HTTPClient: opts.HTTPClient}
@@ -357,32 +363,6 @@ func (c *Catalog) buildReplay(spec Connector, opts CatalogOptions) (connectors.C
 		return nil, fmt.Errorf("create the cassette's directory: %w", err)
 	}
 	return replay.NewRecorder(inner.conn, path)
-}
-
-// httpHeaders are the configured headers plus the credential, which
-// replaces a configured header of the same name.
-func httpHeaders(configured map[string]string, cred *Credential, secret string) map[string]string {
-	out := make(map[string]string, len(configured)+1)
-	for k, v := range configured {
-		out[k] = v
-	}
-	if cred == nil || secret == "" {
-		return out
-	}
-	name, value := cred.Header, secret
-	if name == "" {
-		name = "Authorization"
-	}
-	if strings.EqualFold(name, "Authorization") {
-		value = "Bearer " + secret
-	}
-	for k := range out {
-		if strings.EqualFold(k, name) {
-			delete(out, k)
-		}
-	}
-	out[name] = value
-	return out
 }
 
 // credentialMissing stands for a connector whose credential is not set:

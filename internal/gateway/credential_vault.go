@@ -5,36 +5,36 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/http"
-	"strings"
 
 	"github.com/moatproject/moat/internal/vault"
 )
 
 // SecretResolver gives a connector's credential from the vault, checking
 // the secret's environment and bindings and recording the access first
-// (vault.Vault.Resolve).
+// (vault.Vault.Resolve). The value returned is the caller's, which clears
+// it after use.
 type SecretResolver interface {
 	Resolve(ctx context.Context, a vault.Access, env, name string) ([]byte, error)
 }
 
-// A connector whose credential is a vault secret is built with a marker in
-// place of the value, so that its SDK or template puts the marker wherever
-// the credential goes (a bearer token, Azure's api-key, Anthropic's
-// x-api-key, an http connector's header). vaultCredential, the connector's
-// HTTP transport, swaps the marker for the value in each request that
-// carries it, after the vault has checked that this secret may go to that
-// request's host, for this connector and model, in this environment. A
-// redirect to another host is a new request: it gets the value only if the
-// binding allows that host too, so no definition or redirect can carry the
-// credential anywhere else.
-type vaultCredential struct {
-	base      http.RoundTripper
+// vaultSecretSource is a credential held in the vault: each request gets
+// it only after the vault has checked that this secret may go to that
+// request's host, for this connector and model, in this environment, and
+// recorded the use.
+type vaultSecretSource struct {
 	secrets   SecretResolver
 	env       string
 	connector string
-	secret    string
-	marker    string
+	name      string
+}
+
+func (s vaultSecretSource) value(ctx context.Context, host string) ([]byte, error) {
+	scope := callScopeFrom(ctx)
+	access := vault.Access{
+		Environment: s.env, Connector: s.connector, Host: host,
+		RunID: scope.runID, Workflow: scope.workflow, Model: scope.model,
+	}
+	return s.secrets.Resolve(ctx, access, s.env, s.name)
 }
 
 // newCredentialMarker returns a fresh marker: unguessable, so nothing but
@@ -45,50 +45,25 @@ func newCredentialMarker() string {
 	return "moat-vault-credential-" + hex.EncodeToString(b[:])
 }
 
-func (t *vaultCredential) RoundTrip(req *http.Request) (*http.Response, error) {
-	var carrying []string
-	for name, values := range req.Header {
-		for _, v := range values {
-			if strings.Contains(v, t.marker) {
-				carrying = append(carrying, name)
-				break
-			}
-		}
-	}
-	if len(carrying) == 0 {
-		return t.base.RoundTrip(req)
-	}
-	scope := callScopeFrom(req.Context())
-	access := vault.Access{
-		Environment: t.env, Connector: t.connector, Host: req.URL.Host,
-		RunID: scope.runID, Workflow: scope.workflow, Model: scope.model,
-	}
-	value, err := t.secrets.Resolve(req.Context(), access, t.env, t.secret)
-	if err != nil {
-		err = &CredentialDeniedError{Connector: t.connector, Secret: t.secret, Host: req.URL.Host, Err: err}
-		scope.setDenied(err)
-		return nil, err
-	}
-	out := req.Clone(req.Context())
-	for _, name := range carrying {
-		for i, v := range out.Header[name] {
-			out.Header[name][i] = strings.ReplaceAll(v, t.marker, string(value))
-		}
-	}
-	return t.base.RoundTrip(out)
-}
-
 // CredentialDeniedError is a call whose credential the vault did not give:
 // a host, connector or model the secret is not bound to, another
 // environment, a sealed vault, a missing or expired secret. It never holds
 // the value.
+//
+// An OAuth 2.0 token endpoint refusing the client is one too: Host is then
+// the token endpoint's. Env names the environment variable of a credential
+// that is not in the vault.
 type CredentialDeniedError struct {
-	Connector, Secret, Host string
-	Err                     error
+	Connector, Secret, Env, Host string
+	Err                          error
 }
 
 func (e *CredentialDeniedError) Error() string {
-	return fmt.Sprintf("connector %s: credential secret %s not given for %s: %v", e.Connector, e.Secret, e.Host, e.Err)
+	source := "secret " + e.Secret
+	if e.Secret == "" {
+		source = "from environment variable " + e.Env
+	}
+	return fmt.Sprintf("connector %s: credential %s not given for %s: %v", e.Connector, source, e.Host, e.Err)
 }
 
 func (e *CredentialDeniedError) Unwrap() error { return e.Err }
@@ -117,18 +92,4 @@ func (s callScope) setDenied(err error) {
 	if s.denied != nil && *s.denied == nil {
 		*s.denied = err
 	}
-}
-
-// vaultHTTPClient is base with the credential transport in front of its own.
-func vaultHTTPClient(base *http.Client, t *vaultCredential) *http.Client {
-	c := http.Client{}
-	if base != nil {
-		c = *base
-	}
-	t.base = c.Transport
-	if t.base == nil {
-		t.base = http.DefaultTransport
-	}
-	c.Transport = t
-	return &c
 }

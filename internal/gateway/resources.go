@@ -54,8 +54,7 @@ type Connector struct {
 	Vendor string `json:"vendor"`
 	// BaseURL of an openai or anthropic API; the type's default when empty.
 	BaseURL string `json:"baseURL,omitempty"`
-	// Credential says where the API key comes from. Until the vault exists,
-	// only an environment variable of the server's process.
+	// Credential says where the API key comes from and how it is sent.
 	Credential *Credential `json:"credential,omitempty"`
 	// Timeout of one attempt, a duration such as "60s"; the type's default
 	// when empty.
@@ -67,6 +66,8 @@ type Connector struct {
 	Prices map[string]ModelPrice `json:"prices,omitempty"`
 	// Limits on all calls through this connector.
 	Limits *LimitSpec `json:"limits,omitempty"`
+	// TLS settings of the connector's connections; nil keeps the defaults.
+	TLS *ConnectorTLS `json:"tls,omitempty"`
 
 	OpenAI *OpenAISettings `json:"openai,omitempty"`
 	HTTP   *HTTPSettings   `json:"http,omitempty"`
@@ -88,16 +89,71 @@ type Credential struct {
 	// Env is the name of an environment variable holding the value, for
 	// servers without secrets in the vault yet; Secret or Env, not both.
 	Env string `json:"env,omitempty"`
-	// Header is the header an http connector sends it in ("Authorization"
-	// by default, as "Bearer VALUE"; any other header gets the bare value).
+	// Header is the header an http connector sends it in (Authorization
+	// by default). Without a scheme, Authorization gets "Bearer VALUE" and
+	// any other header the bare value.
 	Header string `json:"header,omitempty"`
+	// Scheme is how the value is sent: SchemeBearer (the default; an
+	// openai or anthropic connector sends it as its SDK sends a key),
+	// SchemeBasic, SchemeHeader or SchemeOAuth2. Basic and oauth2 go in
+	// Authorization (or an http connector's Header), replacing an SDK's
+	// own key header such as x-api-key.
+	Scheme string `json:"scheme,omitempty"`
+	// Username of SchemeBasic; the value is the password.
+	Username string `json:"username,omitempty"`
+	// TokenURL, ClientID, Scopes and Audience are SchemeOAuth2's: the
+	// value is the client secret, sent only to TokenURL's host (and only
+	// if the secret is bound to it) to get the access token sent upstream.
+	// The token goes only where the secret may be used: a vault secret is
+	// bound to both hosts.
+	TokenURL string   `json:"tokenURL,omitempty"`
+	ClientID string   `json:"clientID,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"`
+	Audience string   `json:"audience,omitempty"`
 }
+
+// Credential schemes.
+const (
+	// SchemeBearer sends "Authorization: Bearer VALUE" (or the value in
+	// the SDK's own key header, such as Anthropic's x-api-key).
+	SchemeBearer = "bearer"
+	// SchemeBasic sends "Authorization: Basic base64(username:VALUE)".
+	SchemeBasic = "basic"
+	// SchemeHeader sends the bare value in Credential.Header.
+	SchemeHeader = "header"
+	// SchemeOAuth2 is the OAuth 2.0 client credentials grant (RFC 6749
+	// section 4.4): the access token is sent as a bearer token.
+	SchemeOAuth2 = "oauth2"
+)
 
 // ConnectorOverride is what differs in one environment.
 type ConnectorOverride struct {
 	BaseURL    string      `json:"baseURL,omitempty"`
 	Credential *Credential `json:"credential,omitempty"`
 	Models     []string    `json:"models,omitempty"`
+	// TLS replaces the connector's TLS settings in this environment.
+	TLS *ConnectorTLS `json:"tls,omitempty"`
+}
+
+// ConnectorTLS is how a connector's connections are secured beyond the
+// defaults (TLS 1.2 at least, the system's roots).
+type ConnectorTLS struct {
+	// ClientCertificate, for mutual TLS, is a vault secret holding a PEM
+	// certificate chain and its private key. It is resolved for each
+	// request, bound to hosts like any credential.
+	ClientCertificate *TLSClientCertificate `json:"clientCertificate,omitempty"`
+	// CABundle (PEM certificates) or CAFile (a file of them, relative to
+	// the server's data dir unless absolute) replaces the system's roots
+	// to verify the upstream's certificate.
+	CABundle string `json:"caBundle,omitempty"`
+	CAFile   string `json:"caFile,omitempty"`
+	// MinVersion is "1.2" (the default) or "1.3".
+	MinVersion string `json:"minVersion,omitempty"`
+}
+
+// TLSClientCertificate names where a client certificate comes from.
+type TLSClientCertificate struct {
+	Secret string `json:"secret"`
 }
 
 // ModelPrice is a price in US dollars per million tokens.

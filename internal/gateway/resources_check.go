@@ -5,11 +5,13 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/moatproject/moat/internal/connectors"
 	"github.com/moatproject/moat/internal/vault"
@@ -41,6 +43,12 @@ const (
 	maxAzureVersion   = 64
 	maxConnectorLimit = 1 << 31
 	maxTimeout        = 10 * time.Minute
+)
+
+// Limits on a credential's scheme settings.
+const (
+	maxCredentialField = 256
+	maxScopes          = 50
 )
 
 var (
@@ -106,6 +114,7 @@ func CheckConnector(c Connector) []string {
 	}
 	checkBaseURL(&p, "baseURL", c.Type, c.BaseURL)
 	checkCredential(&p, "credential", c.Type, c.Credential)
+	checkTLS(&p, "tls", c.Type, c.TLS)
 	if c.Timeout != "" {
 		d, err := workflow.ParseDuration(c.Timeout)
 		switch {
@@ -163,6 +172,163 @@ func checkCredential(p *problems, field, typ string, c *Credential) {
 			p.add(field+".header", "only http connectors choose the header their credential is sent in")
 		} else if !validHeaderName(c.Header) {
 			p.add(field+".header", "must be a valid HTTP header name")
+		}
+	}
+	checkCredentialScheme(p, field, typ, c)
+}
+
+// checkCredentialScheme checks the scheme and the fields only some
+// schemes have.
+func checkCredentialScheme(p *problems, field, typ string, c *Credential) {
+	if c.Scheme != "" && !slices.Contains(credentialSchemes, c.Scheme) {
+		p.add(field+".scheme", "must be one of %s", strings.Join(credentialSchemes, ", "))
+		return
+	}
+	scheme := c.scheme()
+	switch {
+	case c.Scheme == SchemeHeader && typ != TypeHTTP && slices.Contains(connectorTypes, typ):
+		p.add(field+".scheme", "only http connectors send the bare value in a header of their choice")
+	case scheme == SchemeHeader && c.Header == "" && typ == TypeHTTP:
+		p.add(field+".header", "is required with scheme header: the header the value is sent in")
+	}
+	if scheme == SchemeBasic {
+		switch {
+		case c.Username == "":
+			p.add(field+".username", "is required with scheme basic (the secret is the password)")
+		case len(c.Username) > maxCredentialField || strings.ContainsRune(c.Username, ':') || !printable(c.Username):
+			p.add(field+".username", "must be at most %d printable characters without ':'", maxCredentialField)
+		}
+	} else if c.Username != "" {
+		p.add(field+".username", "only scheme basic has a username")
+	}
+	if scheme != SchemeOAuth2 {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"tokenURL", c.TokenURL != ""}, {"clientID", c.ClientID != ""}, {"scopes", len(c.Scopes) > 0}, {"audience", c.Audience != ""}} {
+			if f.set {
+				p.add(field+"."+f.name, "only scheme oauth2 has %s", f.name)
+			}
+		}
+		return
+	}
+	checkTokenURL(p, field+".tokenURL", c.TokenURL)
+	switch {
+	case c.ClientID == "":
+		p.add(field+".clientID", "is required with scheme oauth2 (the secret is the client secret)")
+	case len(c.ClientID) > maxCredentialField || !printable(c.ClientID):
+		p.add(field+".clientID", "must be at most %d printable characters", maxCredentialField)
+	}
+	if len(c.Scopes) > maxScopes {
+		p.add(field+".scopes", "must list at most %d scopes", maxScopes)
+	} else {
+		for i, scope := range c.Scopes {
+			if !validScope(scope) {
+				p.add(fmt.Sprintf("%s.scopes[%d]", field, i), "must be 1 to %d characters, printable, without spaces, '\\' or '\"'", maxCredentialField)
+			}
+		}
+	}
+	if len(c.Audience) > maxURL || !printable(c.Audience) {
+		p.add(field+".audience", "must be at most %d printable characters", maxURL)
+	}
+}
+
+// checkTokenURL: https, or plain http to a loopback host only, since the
+// client secret goes there.
+func checkTokenURL(p *problems, field, raw string) {
+	if raw == "" {
+		p.add(field, "is required with scheme oauth2: the token endpoint's URL")
+		return
+	}
+	if len(raw) > maxURL {
+		p.add(field, "must be at most %d bytes", maxURL)
+		return
+	}
+	// The URL is not repeated: it may be wrong in a way that carries a key.
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || u.Opaque != "":
+		p.add(field, "must be an absolute https URL")
+	case u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(u.Hostname())):
+		p.add(field, "must be https (plain http only to a loopback host such as 127.0.0.1): the client secret is sent there")
+	case u.User != nil:
+		p.add(field, "must not carry user information: the client secret comes from the credential")
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		p.add(field, "must not have a fragment")
+	default:
+		for _, k := range slices.Sorted(maps.Keys(u.Query())) {
+			if workflow.IsCredentialParam(k) {
+				p.add(field, "query parameter %s looks like a credential: the client secret comes from the credential", k)
+			}
+		}
+	}
+}
+
+// loopbackHost reports whether host (without a port) is this machine.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// validScope is an RFC 6749 scope-token, bounded.
+func validScope(s string) bool {
+	if s == "" || len(s) > maxCredentialField {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// printable reports whether s has no control character.
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || !utf8.ValidRune(r) || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
+
+// checkTLS checks a connector's TLS settings; a CA bundle must parse now,
+// so that a bad one is refused when it is applied.
+func checkTLS(p *problems, field, typ string, t *ConnectorTLS) {
+	if t == nil {
+		return
+	}
+	if typ != TypeOpenAI && typ != TypeAnthropic && typ != TypeHTTP {
+		if slices.Contains(connectorTypes, typ) {
+			p.add(field, "only openai, anthropic and http connectors connect to an upstream")
+		}
+		return
+	}
+	if _, ok := tlsVersions[t.MinVersion]; !ok {
+		p.add(field+".minVersion", "must be 1.2 or 1.3: nothing below TLS 1.2 is accepted")
+	}
+	if c := t.ClientCertificate; c != nil {
+		switch {
+		case c.Secret == "":
+			p.add(field+".clientCertificate.secret", "is required: a vault secret holding the PEM certificate chain and private key")
+		case !vault.ValidSecretName(c.Secret):
+			p.add(field+".clientCertificate.secret", "must be a secret name: letters, digits, '_', '-' or '.', starting with a letter, at most 128")
+		}
+	}
+	switch {
+	case t.CABundle != "" && t.CAFile != "":
+		p.add(field, "set caBundle or caFile, not both")
+	case t.CABundle != "":
+		if _, err := parseCABundle([]byte(t.CABundle)); err != nil {
+			p.add(field+".caBundle", "%v", err)
+		}
+	case t.CAFile != "":
+		if len(t.CAFile) > maxCAFilePath || strings.ContainsRune(t.CAFile, 0) {
+			p.add(field+".caFile", "must be a file path of at most %d bytes", maxCAFilePath)
 		}
 	}
 }
@@ -402,6 +568,7 @@ func checkEnvironments(p *problems, c Connector) {
 		o := c.Environments[env]
 		checkBaseURL(p, f+".baseURL", c.Type, o.BaseURL)
 		checkCredential(p, f+".credential", c.Type, o.Credential)
+		checkTLS(p, f+".tls", c.Type, o.TLS)
 		checkModelNames(p, f+".models", o.Models)
 	}
 }
