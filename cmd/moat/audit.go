@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/config"
+	"github.com/moatproject/moat/internal/detect"
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/sqlstore"
 )
@@ -331,9 +333,13 @@ func newAuditHMACCmd() *cobra.Command {
 	dataDir := config.Default().DataDir
 	cmd := &cobra.Command{
 		Use:   "hmac",
-		Short: "Print the audit HMAC of a value read from standard input, to search the log for it",
+		Short: "Print the audit HMACs of a value read from standard input, to search the log for it",
 		Long: "Sensitive values are stored in the audit log only as hmac-sha256:<hex> under the key in\n" +
-			"<data-dir>/audit-hmac.key. One trailing newline of the input is dropped. The value is never printed.",
+			"<data-dir>/audit-hmac.key. One trailing newline of the input is dropped. The value is never printed.\n\n" +
+			"Personal identifiers an AI call carried (details.subjects) are stored normalised: an e-mail\n" +
+			"address or a name lower-cased with its spaces collapsed, a phone, card or ID number as its\n" +
+			"letters and digits. One line is printed per distinct HMAC, labelled with the forms it is of:\n" +
+			"search the log for each.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			key, err := audit.LoadHMACKey(dataDir)
@@ -348,10 +354,41 @@ func newAuditHMACCmd() *cobra.Command {
 				return errors.New("audit: the value is longer than 1 MiB")
 			}
 			v := strings.TrimSuffix(strings.TrimSuffix(string(value), "\n"), "\r")
-			fmt.Fprintln(cmd.OutOrStdout(), audit.HMAC(key, v))
+			for _, f := range hmacForms(v) {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", audit.HMAC(key, f.value), strings.Join(f.labels, "; "))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", dataDir, "data dir holding audit-hmac.key (MOAT_DATA_DIR)")
 	return cmd
+}
+
+// hmacForm is a form of a value to search the audit log for, and what it
+// is (labels never hold the value).
+type hmacForm struct {
+	value  string
+	labels []string
+}
+
+// hmacForms are v as given, then the forms an AI call's record holds it
+// under if it is a personal identifier (detect.NormalizedForms, labelled);
+// a form equal to an earlier one adds its label there, and an empty one is
+// left out.
+func hmacForms(v string) []hmacForm {
+	out := []hmacForm{{value: v, labels: []string{"as given"}}}
+	for _, f := range []hmacForm{
+		{value: detect.Normalize("pii.email", v), labels: []string{"normalised as text (e-mail, name, address)"}},
+		{value: detect.Normalize("pii.phone", v), labels: []string{"normalised as a number (phone, card, IBAN, ID)"}},
+	} {
+		if f.value == "" {
+			continue
+		}
+		if i := slices.IndexFunc(out, func(h hmacForm) bool { return h.value == f.value }); i >= 0 {
+			out[i].labels = append(out[i].labels, f.labels...)
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/moatproject/moat/internal/audit"
+	"github.com/moatproject/moat/internal/detect"
 	"github.com/moatproject/moat/internal/store/pgtest"
 	"github.com/moatproject/moat/internal/store/postgres"
 	"github.com/moatproject/moat/internal/store/sqlite"
@@ -163,14 +166,131 @@ func TestAuditHMAC(t *testing.T) {
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	got := strings.TrimSpace(stdout.String())
-	if !strings.HasPrefix(got, "hmac-sha256:") || strings.Contains(got, "canary") {
-		t.Fatalf("hmac printed %q", got)
+	printed := hmacLines(t, stdout.String())
+	got := printed["as given"]
+	if !strings.HasPrefix(got, "hmac-sha256:") || strings.Contains(stdout.String(), "canary") {
+		t.Fatalf("hmac printed %q", stdout.String())
 	}
 	// It is the HMAC the log stored for that value.
 	out, _, _ := moat(t, "audit", "export", "--data-dir", dir)
 	if !strings.Contains(out, got) {
 		t.Fatal("the printed HMAC is not in the log")
+	}
+}
+
+// hmacLines maps each label `moat audit hmac` printed to its HMAC.
+func hmacLines(t *testing.T, out string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for line := range strings.Lines(out) {
+		h, labels, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "  ")
+		if !ok || !strings.HasPrefix(h, "hmac-sha256:") || len(h) != len("hmac-sha256:")+64 {
+			t.Fatalf("line %q is not an HMAC and its labels", line)
+		}
+		for _, l := range strings.Split(labels, "; ") {
+			if _, dup := m[l]; dup {
+				t.Fatalf("label %q printed twice in %q", l, out)
+			}
+			m[l] = h
+		}
+	}
+	return m
+}
+
+// An identifier an AI call carried is stored normalised: `moat audit hmac`
+// prints the HMAC of each form a value typed by a person may be stored
+// under, one line per distinct HMAC, and the one stored is among them.
+func TestAuditHMACNormalisedForms(t *testing.T) {
+	t.Parallel()
+	const (
+		text   = "normalised as text (e-mail, name, address)"
+		number = "normalised as a number (phone, card, IBAN, ID)"
+	)
+	for _, tc := range []struct {
+		class, input string
+		want         map[string]string // label: the form whose HMAC it is
+	}{
+		{"pii.email", " Jane.Doe@Example.COM\n", map[string]string{"as given": " Jane.Doe@Example.COM", text: "jane.doe@example.com", number: "JANEDOEEXAMPLECOM"}},
+		{"pii.email", "jane.doe@example.com", map[string]string{"as given": "jane.doe@example.com", text: "jane.doe@example.com", number: "JANEDOEEXAMPLECOM"}},
+		{"pii.card", "4111 1111 1111 1111\r\n", map[string]string{"as given": "4111 1111 1111 1111", text: "4111 1111 1111 1111", number: "4111111111111111"}},
+		{"pii.phone", "+44 20 7946 0958", map[string]string{"as given": "+44 20 7946 0958", text: "+44 20 7946 0958", number: "442079460958"}},
+		{"pii.person", "  ", map[string]string{"as given": "  "}},
+	} {
+		t.Run(tc.class+" "+strings.TrimSpace(tc.input), func(t *testing.T) {
+			t.Parallel()
+			normalised := detect.Normalize(tc.class, strings.TrimSpace(tc.input))
+			dir := t.TempDir()
+			appendAudit(t, dir, map[string]any{"subjects": []any{audit.Sensitive(normalised)}})
+			key, err := audit.LoadHMACKey(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			root := newRoot(&stdout, &stderr)
+			root.SetIn(strings.NewReader(tc.input))
+			root.SetArgs([]string{"audit", "hmac", "--data-dir", dir})
+			if err := root.Execute(); err != nil {
+				t.Fatal(err)
+			}
+			printed := hmacLines(t, stdout.String())
+			if len(printed) != len(tc.want) {
+				t.Errorf("printed %q, want the labels of %q", stdout.String(), tc.want)
+			}
+			for label, form := range tc.want {
+				if printed[label] != audit.HMAC(key, form) {
+					t.Errorf("%s: printed %q, want the HMAC of %q", label, printed[label], form)
+				}
+			}
+			if strings.Contains(strings.ToLower(stdout.String()), strings.ToLower(strings.TrimSpace(tc.input))) && strings.TrimSpace(tc.input) != "" {
+				t.Errorf("the value is printed: %q", stdout.String())
+			}
+			// Every form the retention index is searched under is printed,
+			// and the one the log holds is found in its export.
+			for _, f := range detect.NormalizedForms(tc.input) {
+				if !slices.Contains(slices.Collect(maps.Values(printed)), audit.HMAC(key, f)) {
+					t.Errorf("the HMAC of the form %q is not printed", f)
+				}
+			}
+			if normalised == "" {
+				return
+			}
+			out, _, code := moat(t, "audit", "export", "--data-dir", dir)
+			if code != 0 || !strings.Contains(out, audit.HMAC(key, normalised)) {
+				t.Fatalf("export: %d; the stored subject's HMAC is not in it", code)
+			}
+			found := false
+			for _, h := range printed {
+				found = found || strings.Contains(out, h)
+			}
+			if !found {
+				t.Error("no printed HMAC is in the log")
+			}
+		})
+	}
+}
+
+// appendAudit makes a data dir whose audit log holds one ai.call record
+// with details, closed.
+func appendAudit(t *testing.T, dir string, details map[string]any) {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	keys, err := audit.LoadOrCreateKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(context.Background(), s, keys.Signer, keys.HMAC, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), audit.Record{Actor: "key:key_1", Action: "ai.call", Resource: "model/chat", Outcome: audit.OK, Details: details}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 
 	"github.com/moatproject/moat/internal/app"
 	"github.com/moatproject/moat/internal/audit"
+	"github.com/moatproject/moat/internal/detect"
 	"github.com/moatproject/moat/internal/manifest"
 	"github.com/moatproject/moat/internal/vault"
 )
@@ -873,7 +874,9 @@ func readAuditTables(t *testing.T, a *app.App) []byte {
 // checkPIIHMACs checks that each request body that carried personal data
 // is in the audit log by its HMAC, computed as `moat audit hmac` does from
 // the data dir's key: in the database's records, the file sink and the
-// export. Together the bodies cover every kind of canary.
+// export. Together the bodies cover every kind of canary. And that each
+// canary is in the AI calls' records by the HMAC of its normalised form,
+// in those three places, and never in clear.
 func checkPIIHMACs(t *testing.T, a *app.App, dataDir, outDir string, records []auditRecord, sent []sentBody, plant canaries) {
 	t.Helper()
 	key, err := audit.LoadHMACKey(dataDir)
@@ -916,6 +919,55 @@ func checkPIIHMACs(t *testing.T, a *app.App, dataDir, outDir string, records []a
 	for kind := range plant.pii {
 		if !covered[kind] {
 			t.Errorf("no audited request body carried the %s canary", kind)
+		}
+	}
+
+	// The AI calls' records hold each personal-data canary they carried by
+	// the HMAC of its normalised form, one of those `moat audit hmac`
+	// prints; the normalised form itself is nowhere in clear.
+	subjects := map[string]bool{}
+	var aiCalls []byte
+	for _, r := range records {
+		if r.action != "ai.call" {
+			continue
+		}
+		list, _ := r.details["subjects"].([]any)
+		for _, s := range list {
+			if h, ok := s.(string); ok {
+				subjects[h] = true
+			}
+		}
+		b, err := json.Marshal(r.details)
+		if err != nil {
+			t.Fatal(err)
+		}
+		aiCalls = append(append(aiCalls, b...), '\n')
+	}
+	classes := map[string]string{"email": "pii.email", "card": "pii.card", "phone": "pii.phone"}
+	for kind, forms := range plant.pii {
+		class, ok := classes[kind]
+		if !ok {
+			t.Errorf("the %s canary has no class here: add it", kind)
+			continue
+		}
+		normalised := detect.Normalize(class, forms[0])
+		if !slices.Contains(detect.NormalizedForms(forms[0]), normalised) {
+			t.Errorf("the %s canary's normalised form is not one `moat audit hmac` prints", kind)
+		}
+		h := audit.HMAC(key, normalised)
+		if !subjects[h] {
+			t.Errorf("no AI call's audit record holds the HMAC of the normalised %s canary", kind)
+		}
+		if !bytes.Contains(sink, []byte(h)) || !bytes.Contains(export, []byte(h)) {
+			t.Errorf("the HMAC of the normalised %s canary is in the database but not in the file sink or the export", kind)
+		}
+		for _, tg := range []struct {
+			name string
+			data []byte
+		}{{"the AI calls' audit records", aiCalls}, {"the audit file sink", sink}, {"the export", export}} {
+			for _, hit := range encodedHits(tg.data, kind+" normalised", normalised) {
+				t.Errorf("%s hold %s", tg.name, hit)
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/connectors"
 	"github.com/moatproject/moat/internal/detect"
 )
@@ -120,6 +121,12 @@ type Record struct {
 	Decisions map[string]int          `json:"decisions,omitempty"`
 	Applied   []Applied               `json:"applied,omitempty"`
 	Injection *detect.InjectionResult `json:"injection,omitempty"`
+	// Subjects are the personal identifiers (pii.* findings) of what the
+	// call was given, before any transform, and of its answer, normalised
+	// (detect.Normalize) and held only as audit.Sensitive: the audit log
+	// stores their HMACs, so a person can be searched for; JSON leaves them
+	// out and printing shows a placeholder.
+	Subjects []audit.SensitiveValue `json:"-"`
 	// Checks lists the kinds of problems found in the answer.
 	Checks       []string         `json:"checks,omitempty"`
 	InputDigest  string           `json:"inputDigest,omitempty"`  // SHA-256 of what was sent

@@ -80,6 +80,10 @@ func (c *call) classify() error {
 		for _, f := range u.findings {
 			c.rec.addFinding(f.Type)
 		}
+		// A data item declared personal is one identifier as a whole, even
+		// where a detector saw only part of it ("Jane" of "Jane Doe").
+		c.rec.addSubject(u.class, u.text)
+		c.rec.addSubjects(u.text, u.findings)
 		// A declared class counts once, whether or not a detector also
 		// found it (an e-mail field holding an e-mail address).
 		if u.class != "" && !hasType(u.findings, u.class) {

@@ -9,17 +9,29 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/connectors"
+	"github.com/moatproject/moat/internal/detect"
 )
 
 // maxRecordApplied bounds Record.Applied: a prompt with thousands of
 // findings is still one bounded audit event (Findings and Decisions keep
 // the full counts).
 const maxRecordApplied = 256
+
+// maxRecordSubjects bounds Record.Subjects: a prompt listing a thousand
+// customers is still one bounded audit event (Findings keeps the counts).
+const maxRecordSubjects = 100
+
+// maxSubjectBytes is the longest value kept as a subject: nobody searches
+// for a longer one (an erasure takes identifiers of at most 1024 bytes),
+// and a declared data item may be a whole document.
+const maxSubjectBytes = 1024
 
 // recordTimeout bounds writing a call's record. The record is written even
 // when the caller's context has ended (a cancelled call is recorded too),
@@ -87,6 +99,36 @@ func (r *Record) addApplied(applied []Applied) {
 		}
 	}
 }
+
+// addSubjects keeps the personal identifiers among findings of text
+// (code-point offsets, as detect.Scan gives them).
+func (r *Record) addSubjects(text string, findings []detect.Finding) {
+	if len(r.Subjects) >= maxRecordSubjects || !slices.ContainsFunc(findings, func(f detect.Finding) bool { return isSubject(f.Type) }) {
+		return
+	}
+	texts := findingTexts(text, findings)
+	for i, f := range findings {
+		r.addSubject(f.Type, texts[i])
+	}
+}
+
+// addSubject keeps value, of class, in its normalised form and only as
+// audit.Sensitive, once, when class identifies a person.
+func (r *Record) addSubject(class, value string) {
+	if !isSubject(class) || len(value) > maxSubjectBytes || len(r.Subjects) >= maxRecordSubjects {
+		return
+	}
+	n := detect.Normalize(class, value)
+	if n == "" {
+		return
+	}
+	if s := audit.Sensitive(n); !slices.Contains(r.Subjects, s) {
+		r.Subjects = append(r.Subjects, s)
+	}
+}
+
+// isSubject says which classes identify a person: the pii.* ones.
+func isSubject(class string) bool { return strings.HasPrefix(class, "pii.") }
 
 func (r *Record) addFinding(class string) {
 	if r.Findings == nil {

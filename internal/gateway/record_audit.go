@@ -9,8 +9,9 @@ import (
 
 // AuditRecorder writes each AI call's record to the audit log: who, where
 // from, which connector, vendor and model, findings and decisions by type,
-// digests, usage, cost and timing; never a payload. A call whose record
-// cannot be committed fails (the gateway fails closed on this error).
+// the HMACs of the personal identifiers it carried, digests, usage, cost
+// and timing; never a payload. A call whose record cannot be committed
+// fails (the gateway fails closed on this error).
 type AuditRecorder struct{ Log *audit.Log }
 
 // RecordStart writes an ai.call record with outcome "requested" before the
@@ -47,6 +48,21 @@ func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Out
 	}
 	if len(rec.Decisions) > 0 {
 		details["decisions"] = rec.Decisions
+	}
+	if len(rec.Subjects) > 0 {
+		// Stored as their HMACs only: `moat audit hmac` gives a person's.
+		subjects := make([]any, 0, min(len(rec.Subjects), maxRecordSubjects))
+		seen := make(map[audit.SensitiveValue]bool, len(rec.Subjects))
+		for _, s := range rec.Subjects {
+			if len(subjects) == maxRecordSubjects {
+				break
+			}
+			if !seen[s] {
+				seen[s] = true
+				subjects = append(subjects, s)
+			}
+		}
+		details["subjects"] = subjects
 	}
 	if len(rec.Checks) > 0 {
 		details["checks"] = rec.Checks

@@ -5,10 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/audit/audittest"
+	"github.com/moatproject/moat/internal/detect"
 )
 
 // Every call, allowed or refused, leaves an audit record naming who, where
@@ -60,6 +64,90 @@ func TestAuditRecorderRecordsCallsWithoutPayloads(t *testing.T) {
 		if !strings.Contains(string(r.Details), `"findings":{`) || !strings.Contains(string(r.Details), `"tokenize":`) || !strings.Contains(string(r.Details), `"inputSha256"`) {
 			t.Errorf("the allowed call's record lacks findings, decisions or digest: %s", r.Details)
 		}
+		// The identifiers it carried are there by the HMAC of their
+		// normalised form, which is not there in clear either.
+		for _, class := range []string{"pii.email", "pii.card"} {
+			n := detect.Normalize(class, planted[class])
+			if strings.Contains(string(r.Details), n) {
+				t.Errorf("the record holds the normalised %s in clear", class)
+			}
+			if !slices.Contains(subjectsOf(t, r.Details), log.HMAC(n)) {
+				t.Errorf("the record lacks the HMAC of the normalised %s: %s", class, r.Details)
+			}
+		}
+	}
+}
+
+// subjectsOf returns details' "subjects", checking each is an HMAC.
+func subjectsOf(t *testing.T, details []byte) []string {
+	t.Helper()
+	var d struct{ Subjects []string }
+	if err := json.Unmarshal(details, &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range d.Subjects {
+		if !strings.HasPrefix(s, "hmac-sha256:") || len(s) != len("hmac-sha256:")+64 {
+			t.Fatalf("subject %q is not an HMAC", s)
+		}
+	}
+	return d.Subjects
+}
+
+// The identifiers of an answer are recorded too, and those of a data item
+// declared personal: an answer leaking someone's address fails its check,
+// and its record says whose it was.
+func TestAuditRecorderRecordsSubjectsOfAnswersAndDeclaredItems(t *testing.T) {
+	t.Parallel()
+	log, st := audittest.New(t)
+	up := newFakeUpstream(t)
+	const leaked = "Bob.Stranger@Example.org"
+	up.answer = func(chatBody) string { return "Ask " + leaked + " instead." }
+	g := newTestGateway(t, upstreamResources(up.srv.URL), func(c *Config) { c.Recorder = AuditRecorder{Log: log} })
+	req := Request{Identity: keyIdentity(), Model: "chat", Messages: []Message{userMsg("Who handles this?")},
+		Data: []DataItem{{Name: "customer", Value: "  Jane   DOE ", Class: "pii.person"}}}
+	wantCode(t, func() error { _, err := g.Chat(context.Background(), req); return err }(), CodeCheckFailed)
+
+	recs, err := st.ListAudit(context.Background(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("%d audit records, want 2", len(recs))
+	}
+	sent, done := subjectsOf(t, recs[0].Details), subjectsOf(t, recs[1].Details)
+	item, answer := log.HMAC("jane doe"), log.HMAC(strings.ToLower(leaked))
+	if !slices.Contains(sent, item) || slices.Contains(sent, answer) {
+		t.Errorf("the requested record's subjects = %q, want the declared item's (whole), and not yet the answer's", sent)
+	}
+	if !slices.Contains(done, item) || !slices.Contains(done, answer) {
+		t.Errorf("the final record's subjects = %q, want the declared item's and the answer's", done)
+	}
+	for _, r := range recs {
+		if strings.Contains(strings.ToLower(string(r.Details)), "stranger") || strings.Contains(strings.ToLower(string(r.Details)), "jane") {
+			t.Errorf("record %d holds an identifier in clear: %s", r.Seq, r.Details)
+		}
+	}
+}
+
+// A call's subjects are deduplicated and bounded, whoever built its Record.
+func TestAuditRecorderBoundsSubjects(t *testing.T) {
+	t.Parallel()
+	log, st := audittest.New(t)
+	rec := Record{RequestID: "req_bound", Identity: keyIdentity(), Alias: "chat", Outcome: "ok"}
+	for i := range 3 * maxRecordSubjects {
+		v := audit.Sensitive(fmt.Sprintf("person%d@example.com", i/2)) // each twice
+		rec.Subjects = append(rec.Subjects, v)
+	}
+	if err := (AuditRecorder{Log: log}).Record(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := st.ListAudit(context.Background(), 0, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	got := subjectsOf(t, recs[0].Details)
+	if len(got) != maxRecordSubjects || got[0] != log.HMAC("person0@example.com") || got[1] != log.HMAC("person1@example.com") {
+		t.Errorf("%d subjects, starting %q", len(got), got[:min(2, len(got))])
 	}
 }
 

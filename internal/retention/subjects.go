@@ -2,55 +2,23 @@ package retention
 
 import (
 	"strings"
-	"unicode"
 
 	"github.com/moatproject/moat/internal/detect"
 )
 
 // A subject is a personal identifier a run's payloads hold: an e-mail
 // address, a phone number, a card number, a name … It is indexed by the
-// HMAC of its normalised form, so that "Jane.Doe@Example.com" and
+// HMAC of its normalised form (detect.Normalize), the form the audit log's
+// AI call records hold too, so that "Jane.Doe@Example.com" and
 // "jane.doe@example.com", or "4111 1111 1111 1111" and "4111111111111111",
 // find the same runs.
 
-// numberClasses are normalised to their letters and digits alone.
-var numberClasses = map[string]bool{
-	"pii.phone": true, "pii.card": true, "pii.iban": true, "pii.us_ssn": true,
-	"pii.uk_nino": true, "pii.uk_nhs": true,
-}
-
 // normalise returns the indexed form of a value of class.
-func normalise(class, value string) string {
-	if numberClasses[class] {
-		return alnumUpper(value)
-	}
-	return foldSpace(value)
-}
+func normalise(class, value string) string { return detect.Normalize(class, value) }
 
 // candidates are the forms a value given to erase may have been indexed
 // under, whatever its class was.
-func candidates(value string) []string {
-	out := []string{foldSpace(value)}
-	if a := alnumUpper(value); a != "" && a != out[0] {
-		out = append(out, a)
-	}
-	return out
-}
-
-func alnumUpper(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			b.WriteRune(unicode.ToUpper(r))
-		}
-	}
-	return b.String()
-}
-
-// foldSpace lower-cases s, trims it and collapses runs of white space.
-func foldSpace(s string) string {
-	return strings.Join(strings.Fields(strings.ToLower(s)), " ")
-}
+func candidates(value string) []string { return detect.NormalizedForms(value) }
 
 // isSubjectClass says which findings identify a person.
 func isSubjectClass(class string) bool {
