@@ -60,7 +60,7 @@ func digest(s string) []byte {
 	return m.Sum(nil)
 }
 
-func newWorld(t *testing.T, rules retention.Rules) *world {
+func newWorld(t testing.TB, rules retention.Rules) *world {
 	t.Helper()
 	ctx := context.Background()
 	w := &world{dir: t.TempDir(), clock: &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}}
@@ -93,7 +93,7 @@ func newWorld(t *testing.T, rules retention.Rules) *world {
 
 // finishedRun stores a run with input, one step output and an output, and
 // finishes it now.
-func (w *world) finishedRun(t *testing.T, id, input, stepOutput string, keep store.Retention) {
+func (w *world) finishedRun(t testing.TB, id, input, stepOutput string, keep store.Retention) {
 	t.Helper()
 	ctx := context.Background()
 	now := w.clock.now()
