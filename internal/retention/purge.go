@@ -144,8 +144,10 @@ func (p *Purger) Erase(ctx context.Context, actor, subject string, cancel Cancel
 		return EraseResult{}, fmt.Errorf("retention: erase: the identifier must be 1 to 1024 bytes")
 	}
 	var digests [][]byte
+	var forms []any
 	for _, c := range candidates(subject) {
 		digests = append(digests, p.Digest(c))
+		forms = append(forms, audit.Sensitive(c))
 	}
 	runs, err := p.Store.RunsWithSubjects(ctx, digests, MaxEraseRuns)
 	if err != nil {
@@ -154,7 +156,9 @@ func (p *Purger) Erase(ctx context.Context, actor, subject string, cancel Cancel
 	if len(runs) == 0 {
 		return EraseResult{}, ErrNoSubject
 	}
-	details := map[string]any{"subject": audit.Sensitive(subject), "runs": toAny(runs)}
+	// The subject's normalised forms, as AI call records hold them, so
+	// that one HMAC (moat audit hmac) finds both.
+	details := map[string]any{"subjects": forms, "runs": toAny(runs)}
 	if _, err := p.Audit.Append(ctx, audit.Record{Actor: actor, Action: "runs.erase", Resource: "runs",
 		Outcome: audit.Requested, Details: details}); err != nil {
 		return EraseResult{}, fmt.Errorf("retention: erase: the audit record could not be written; nothing was erased: %w", err)
