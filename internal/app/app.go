@@ -96,6 +96,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		Store:       a.Store,
 		Registry:    registry,
 		AI:          a.Gateway,
+		Secrets:     a.Vault,
 		HTTP:        egress,
 		Logger:      log,
 		Environment: cfg.Environment,

@@ -41,6 +41,9 @@ type Config struct {
 	// AI is the gateway AI steps call; without it they fail.
 	AI     nodes.AI
 	Logger *slog.Logger
+	// Secrets is the vault http.request steps take their credentials
+	// from, in Environment; without it a step naming one fails.
+	Secrets nodes.Secrets
 	// Environment is the name runs see as env.name (dev, staging, prod).
 	Environment string
 	// Workers bounds concurrent jobs; default 100.
@@ -105,7 +108,7 @@ func New(cfg Config) (*Engine, error) {
 	if httpClient == nil {
 		httpClient = nodes.NewHTTPClient(nodes.EgressPolicy{})
 	}
-	e.env = nodes.Env{HTTP: httpClient, Registry: cfg.Registry, Now: e.now, AI: cfg.AI}
+	e.env = nodes.Env{HTTP: httpClient, Registry: cfg.Registry, Now: e.now, AI: cfg.AI, Secrets: cfg.Secrets, Environment: e.envName}
 
 	switch cfg.Store.Dialect() {
 	case store.SQLite:

@@ -26,7 +26,8 @@ const (
 )
 
 // HTTPRequest calls an HTTP endpoint. Definitions never hold credentials:
-// authentication comes from connectors and the vault.
+// a step authenticates with a vault secret it names (`credential`), which
+// goes only to the hosts the secret is bound to.
 type HTTPRequest struct{}
 
 func (HTTPRequest) Name() string             { return "http.request" }
@@ -43,14 +44,16 @@ func (HTTPRequest) Schema() map[string]any {
 		"body":             map[string]any{"description": "JSON body; templates allowed"},
 		"timeout":          durationSchema("per-attempt timeout; default 30s, at most 5m"),
 		"maxResponseBytes": map[string]any{"type": "integer", "minimum": 1, "maximum": maxHTTPResponseSize, "default": defaultHTTPResponseSize},
+		"credential":       httpCredentialSchema(),
 	})
 }
 
-const credentialAdvice = "a literal credential does not belong in a definition; store it with `moat secret set` and use a connector"
+const credentialAdvice = "a literal credential does not belong in a definition; store it with `moat secret set NAME --connector http.request --host HOST` and send it with `credential: {secret: NAME}`"
 
-// Check refuses literal credentials.
+// Check refuses literal credentials and checks the vault credential's
+// settings.
 func (HTTPRequest) Check(with map[string]any) []workflow.FieldProblem {
-	var problems []workflow.FieldProblem
+	problems := checkHTTPCredential(with)
 	if h, ok := with["headers"].(map[string]any); ok {
 		for _, k := range slices.Sorted(maps.Keys(h)) {
 			if s, _ := h[k].(string); workflow.IsCredentialHeader(k) && s != "" && !strings.Contains(s, "{{") {
@@ -154,10 +157,19 @@ func (HTTPRequest) Execute(ctx context.Context, c *Call) (Result, error) {
 	if c.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", c.IdempotencyKey)
 	}
-	resp, err := c.Env.HTTP.Do(req)
+	client := c.Env.HTTP
+	var cred *credentialTransport
+	if setting, ok := c.With["credential"]; ok {
+		if cred, err = newCredentialTransport(c, setting); err != nil {
+			return Result{}, err
+		}
+		client = cred.client(client)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		err = fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
-		if errors.Is(err, ErrEgressDenied) {
+		var denied *CredentialError
+		if errors.Is(err, ErrEgressDenied) || errors.As(err, &denied) {
 			err = Permanent(err) // policy, not a passing fault
 		}
 		return Result{}, err
@@ -170,7 +182,14 @@ func (HTTPRequest) Execute(ctx context.Context, c *Call) (Result, error) {
 	if len(data) > limit {
 		return Result{}, Permanent(fmt.Errorf("%s %s: response larger than maxResponseBytes (%d)", method, u.Redacted(), limit))
 	}
-	out := map[string]any{"status": int64(resp.StatusCode), "headers": flattenHeaders(resp.Header), "body": decodeBody(resp.Header.Get("Content-Type"), data)}
+	headers := flattenHeaders(resp.Header)
+	if cred != nil {
+		data = cred.redact(data)
+		for k, v := range headers {
+			headers[k] = cred.redactString(v.(string))
+		}
+	}
+	out := map[string]any{"status": int64(resp.StatusCode), "headers": headers, "body": decodeBody(resp.Header.Get("Content-Type"), data)}
 	if resp.StatusCode >= 300 {
 		err := fmt.Errorf("%s %s: status %d", method, u.Redacted(), resp.StatusCode)
 		if resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {

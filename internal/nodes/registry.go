@@ -88,6 +88,11 @@ type Env struct {
 	Now      func() time.Time
 	// AI is the gateway; without it AI steps fail.
 	AI AI
+	// Secrets gives the vault secrets http.request steps authenticate
+	// with; without it a step naming a credential fails.
+	Secrets Secrets
+	// Environment is the server's environment: steps use its secrets only.
+	Environment string
 }
 
 // Registry is the table of node types.

@@ -97,7 +97,7 @@ func literalText(s string) string {
 }
 
 func credentialMessage(kind string) string {
-	return "looks like a credential (" + kind + "); store it with `moat secret set` and reference it through a connector, never in a definition"
+	return "looks like a credential (" + kind + "); store it with `moat secret set` and reference it by name, never in a definition: `credential: {secret: NAME}` on an http.request step, or a connector's credential"
 }
 
 // redactCredentials replaces whatever looks like a credential in s, so that

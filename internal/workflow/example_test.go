@@ -81,5 +81,5 @@ steps:
 	// greet.yaml:5:5: step id "hello-world" must start with a letter or '_' and hold only letters, digits and '_' (at most 64); '-' is not allowed because steps.a-b would read as a subtraction
 	// greet.yaml:6:5: unknown node type "transfrom" (did you mean transform?); known types: transform
 	// greet.yaml:9:12: expression refers to steps.later, but there is no step "later"
-	// greet.yaml:9:46: looks like a credential (AWS access key id); store it with `moat secret set` and reference it through a connector, never in a definition
+	// greet.yaml:9:46: looks like a credential (AWS access key id); store it with `moat secret set` and reference it by name, never in a definition: `credential: {secret: NAME}` on an http.request step, or a connector's credential
 }
