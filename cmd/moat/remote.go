@@ -15,6 +15,7 @@ import (
 type remote struct {
 	server    string
 	tokenFile string
+	tls       client.TLSFiles
 }
 
 func (r *remote) bind(cmd *cobra.Command) {
@@ -24,6 +25,9 @@ func (r *remote) bind(cmd *cobra.Command) {
 	}
 	cmd.Flags().StringVar(&r.server, "server", server, "server URL (MOAT_SERVER)")
 	cmd.Flags().StringVar(&r.tokenFile, "token-file", filepath.Join("moat-data", "bootstrap.token"), "file holding the API token, read when MOAT_TOKEN is unset")
+	cmd.Flags().StringVar(&r.tls.CA, "ca-cert", os.Getenv("MOAT_CA_CERT"), "PEM bundle of CAs to trust for an https server (MOAT_CA_CERT)")
+	cmd.Flags().StringVar(&r.tls.Cert, "client-cert", os.Getenv("MOAT_CLIENT_CERT"), "PEM client certificate, for a server run with --client-ca (MOAT_CLIENT_CERT)")
+	cmd.Flags().StringVar(&r.tls.Key, "client-key", os.Getenv("MOAT_CLIENT_KEY"), "PEM key of the client certificate (MOAT_CLIENT_KEY)")
 }
 
 func (r *remote) client() (*client.Client, error) {
@@ -35,5 +39,5 @@ func (r *remote) client() (*client.Client, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	return client.New(r.server, token), nil
+	return client.NewWithTLS(r.server, token, r.tls)
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/app"
+	"github.com/moatproject/moat/internal/client"
 )
 
 // testCA is a certificate authority made for one test.
@@ -145,6 +146,29 @@ func TestServeMutualTLS(t *testing.T) {
 	if _, err := get(goodCert, goodKey, tls.VersionTLS11); err == nil || !strings.Contains(err.Error(), "protocol version") {
 		t.Errorf("TLS 1.1: %v", err)
 	}
+	// The CLI's client, with the files its --ca-cert, --client-cert and
+	// --client-key name.
+	server := "https://" + ln.Addr().String()
+	caFile := writePEM(t, dir, "server-ca.pem", serverCA.pem)
+	cli, err := client.NewWithTLS(server, "", client.TLSFiles{CA: caFile,
+		Cert: writePEM(t, dir, "operator.pem", goodCert), Key: writePEM(t, dir, "operator.key", goodKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := cli.Do(ctx, http.MethodGet, "/healthz", nil, nil, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("the CLI's client with its certificate: %d, %v", code, err)
+	}
+	noCert, err := client.NewWithTLS(server, "", client.TLSFiles{CA: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := noCert.Do(ctx, http.MethodGet, "/healthz", nil, nil, nil); err == nil {
+		t.Error("the CLI's client without a certificate was served")
+	}
+	if _, err := client.NewWithTLS(server, "", client.TLSFiles{Cert: caFile}); err == nil {
+		t.Error("a client certificate without its key was accepted")
+	}
+
 	plain := &http.Client{Timeout: 5 * time.Second}
 	if res, err := plain.Get("http://" + ln.Addr().String() + "/healthz"); err == nil {
 		res.Body.Close()
