@@ -98,9 +98,15 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (store.Run, err
 	if trigger == "" {
 		trigger = "manual"
 	}
+	// The run's payload keys are made before its transaction, so that the
+	// single writer is not held while they are stored.
+	id := store.NewID("run")
+	if err := e.store.PreparePayloads(ctx, id); err != nil {
+		return store.Run{}, err
+	}
 	var run store.Run
 	err = e.store.InTx(ctx, func(tx store.Tx) error {
-		run, err = e.createRun(ctx, tx, wf, versionID, input, trigger)
+		run, err = e.createRun(ctx, tx, id, wf, versionID, input, trigger)
 		return err
 	})
 	if err != nil {
@@ -189,7 +195,7 @@ func (e *Engine) Responders(ctx context.Context, versionID string) ([]string, er
 // createRun inserts a run and advances it in the same transaction: its
 // leading pure steps run at once and its first effects are enqueued, so a
 // run of pure steps needs no job at all. Either all of it commits or none.
-func (e *Engine) createRun(ctx context.Context, tx store.Tx, wf store.Workflow, versionID string, input any, trigger string) (store.Run, error) {
+func (e *Engine) createRun(ctx context.Context, tx store.Tx, id string, wf store.Workflow, versionID string, input any, trigger string) (store.Run, error) {
 	plan, err := e.planByVersionID(ctx, tx, versionID)
 	if err != nil {
 		return store.Run{}, err
@@ -199,7 +205,7 @@ func (e *Engine) createRun(ctx context.Context, tx store.Tx, wf store.Workflow, 
 		return store.Run{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
 	now := e.now()
-	run := store.Run{ID: store.NewID("run"), ProjectID: wf.ProjectID, WorkflowID: wf.ID, VersionID: versionID, Status: store.RunPending,
+	run := store.Run{ID: id, ProjectID: wf.ProjectID, WorkflowID: wf.ID, VersionID: versionID, Status: store.RunPending,
 		Trigger: trigger, Input: data, CreatedAt: now, UpdatedAt: now}
 	if e.keep != nil {
 		run.Retention = e.keep(plan.Definition)

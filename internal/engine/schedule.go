@@ -61,7 +61,7 @@ func (w *scheduleWorker) Work(ctx context.Context, job *river.Job[ScheduleArgs])
 		if problems := plan.ValidateInput(input); len(problems) > 0 {
 			e.log.Warn("scheduled input does not match the workflow's input schema; tick skipped", "workflow", wf.ID, "problems", len(problems))
 		} else {
-			run, err := e.createRun(ctx, tx, wf, job.Args.VersionID, input, "schedule")
+			run, err := e.createRun(ctx, tx, store.NewID("run"), wf, job.Args.VersionID, input, "schedule")
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,8 @@ type PayloadCipher interface {
 	Seal(ctx context.Context, f store.PayloadField, plaintext []byte) ([]byte, error)
 	Open(ctx context.Context, f store.PayloadField, sealed []byte) ([]byte, error)
 	Destroy(ctx context.Context, refs ...store.RunKeyRef) error
+	// Prepare makes a new run's keys ahead of its first write.
+	Prepare(ctx context.Context, runID string) error
 }
 
 // Digest maps a normalised subject to its index key: an HMAC under a key
@@ -56,6 +58,10 @@ func (s *Sealer) Seal(ctx context.Context, f store.PayloadField, plaintext []byt
 	}
 	out.KeepAtMost = s.Rules.Cap(classes)
 	return out, nil
+}
+
+func (s *Sealer) Prepare(ctx context.Context, runID string) error {
+	return s.Cipher.Prepare(ctx, runID)
 }
 
 func (s *Sealer) Open(ctx context.Context, f store.PayloadField, sealed []byte) ([]byte, error) {

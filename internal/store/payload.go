@@ -60,6 +60,12 @@ type PayloadSealer interface {
 	Open(ctx context.Context, f PayloadField, sealed []byte) ([]byte, error)
 }
 
+// PayloadPreparer is a PayloadSealer that can make a new run's keys
+// ahead of its first write (Store.PreparePayloads).
+type PayloadPreparer interface {
+	Prepare(ctx context.Context, runID string) error
+}
+
 // Retention says how long each kind of a run's payloads is kept once the
 // run has finished; a zero duration keeps that kind until the run is
 // erased.

@@ -46,6 +46,10 @@ type Store interface {
 	// outputs, step outputs, tasks, tokens) with ps on every write and
 	// open them on every read. Call it once, before the store is used.
 	SetPayloadSealer(ps PayloadSealer)
+	// PreparePayloads readies what sealing a new run's payloads needs (its
+	// keys) outside any transaction, so that CreateRun does not make them
+	// while holding the writer; without it CreateRun makes them itself.
+	PreparePayloads(ctx context.Context, runID string) error
 	Dialect() Dialect
 	Ping(ctx context.Context) error
 	Close() error

@@ -3,6 +3,7 @@ package vault
 import (
 	"container/list"
 	"sync"
+	"time"
 )
 
 // keyCache keeps unwrapped data keys, least recently used first out, so a
@@ -13,11 +14,16 @@ type keyCache struct {
 	max     int
 	order   *list.List // of *cacheEntry, most recent at the front
 	entries map[string]*list.Element
+	// ttl, when positive, is how long a key may be served after it was
+	// put, by the clock now.
+	ttl time.Duration
+	now func() time.Time
 }
 
 type cacheEntry struct {
-	id  string
-	key []byte
+	id     string
+	key    []byte
+	stored time.Time
 }
 
 func newKeyCache(max int) *keyCache {
@@ -35,6 +41,10 @@ func (c *keyCache) get(id string, dst []byte) bool {
 	if !ok {
 		return false
 	}
+	if c.ttl > 0 && c.now().Sub(el.Value.(*cacheEntry).stored) >= c.ttl {
+		c.evict(el)
+		return false
+	}
 	c.order.MoveToFront(el)
 	copy(dst, el.Value.(*cacheEntry).key)
 	return true
@@ -47,15 +57,30 @@ func (c *keyCache) put(id string, key []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var stored time.Time
+	if c.ttl > 0 {
+		stored = c.now()
+	}
 	if el, ok := c.entries[id]; ok {
 		c.order.MoveToFront(el)
-		copy(el.Value.(*cacheEntry).key, key)
+		e := el.Value.(*cacheEntry)
+		copy(e.key, key)
+		e.stored = stored
 		return
 	}
 	for c.order.Len() >= c.max {
 		c.evict(c.order.Back())
 	}
-	c.entries[id] = c.order.PushFront(&cacheEntry{id: id, key: append([]byte(nil), key...)})
+	c.entries[id] = c.order.PushFront(&cacheEntry{id: id, key: append([]byte(nil), key...), stored: stored})
+}
+
+// remove zeroises and drops the key cached under id, if any.
+func (c *keyCache) remove(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[id]; ok {
+		c.evict(el)
+	}
 }
 
 func (c *keyCache) evict(el *list.Element) {

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/moatproject/moat/internal/store"
@@ -43,17 +42,7 @@ const (
 type PayloadKeys struct {
 	v     *Vault
 	keys  store.RunKeyStore
-	ttl   time.Duration
-	max   int
-	mu    sync.Mutex
-	cache map[payloadKeyID]cachedPayloadKey
-}
-
-type payloadKeyID struct{ run, kind string }
-
-type cachedPayloadKey struct {
-	key     []byte
-	fetched time.Time
+	cache *keyCache // by run id, NUL, kind
 }
 
 // PayloadKeysOptions tune PayloadKeys.
@@ -61,7 +50,8 @@ type PayloadKeysOptions struct {
 	// CacheTTL bounds how long an unwrapped key stays cached; default 1
 	// minute, negative to disable the cache.
 	CacheTTL time.Duration
-	// CacheSize bounds the cached keys; default 4096.
+	// CacheSize bounds the cached keys, least recently used out first;
+	// default 16384 (about three keys per run in flight).
 	CacheSize int
 }
 
@@ -71,8 +61,12 @@ func (v *Vault) PayloadKeys(keys store.RunKeyStore, opts PayloadKeysOptions) *Pa
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.payload == nil {
-		v.payload = &PayloadKeys{v: v, keys: keys, ttl: cmpOr(opts.CacheTTL, time.Minute), max: cmpOr(opts.CacheSize, 4096),
-			cache: map[payloadKeyID]cachedPayloadKey{}}
+		cache := newKeyCache(cmpOr(opts.CacheSize, 16384))
+		cache.ttl, cache.now = cmpOr(opts.CacheTTL, time.Minute), v.now
+		if cache.ttl < 0 {
+			cache.max = 0
+		}
+		v.payload = &PayloadKeys{v: v, keys: keys, cache: cache}
 	}
 	return v.payload
 }
@@ -157,26 +151,37 @@ func (p *PayloadKeys) Destroy(ctx context.Context, refs ...store.RunKeyRef) erro
 	return nil
 }
 
+// Prepare makes a new run's keys, so that its first Seal finds them
+// cached; a run that has keys already keeps them.
+func (p *PayloadKeys) Prepare(ctx context.Context, runID string) error {
+	if p.v.Sealed() {
+		return ErrSealed
+	}
+	made, err := p.create(ctx, runID)
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	for _, k := range made {
+		zero(k)
+	}
+	return err
+}
+
 // key returns a copy of a run's key of kind (the caller zeroes it),
 // creating all of the run's keys when it has none and create is set.
 func (p *PayloadKeys) key(ctx context.Context, runID, kind string, create bool) ([]byte, error) {
 	if p.v.Sealed() {
 		return nil, ErrSealed
 	}
-	id := payloadKeyID{runID, kind}
-	now := p.v.now()
-	p.mu.Lock()
-	if c, ok := p.cache[id]; ok && now.Sub(c.fetched) < p.ttl {
-		k := append([]byte(nil), c.key...)
-		p.mu.Unlock()
+	id := payloadKeyID(runID, kind)
+	if k := make([]byte, keySize); p.cache.get(id, k) {
 		return k, nil
 	}
-	p.mu.Unlock()
 
 	stored, err := p.keys.GetRunKey(ctx, runID, kind)
 	switch {
 	case errors.Is(err, store.ErrNotFound) && create:
-		made, err := p.create(ctx, runID, now)
+		made, err := p.create(ctx, runID)
 		if err == nil {
 			for k, key := range made {
 				if k != kind {
@@ -208,13 +213,13 @@ func (p *PayloadKeys) key(ctx context.Context, runID, kind string, create bool) 
 	if err != nil || len(key) != keySize {
 		return nil, fmt.Errorf("%w: %s key of run %s", ErrCorrupt, kind, runID)
 	}
-	p.remember(id, key, now)
+	p.cache.put(id, key)
 	return key, nil
 }
 
 // create makes and stores every kind's key of a run in one write, and
 // caches them; it returns copies by kind (the caller zeroes them).
-func (p *PayloadKeys) create(ctx context.Context, runID string, now time.Time) (map[string][]byte, error) {
+func (p *PayloadKeys) create(ctx context.Context, runID string) (map[string][]byte, error) {
 	p.v.mu.RLock()
 	term := p.v.primary
 	p.v.mu.RUnlock()
@@ -242,57 +247,28 @@ func (p *PayloadKeys) create(ctx context.Context, runID string, now time.Time) (
 			forget()
 			return nil, err
 		}
-		rows = append(rows, store.RunKey{RunID: runID, Kind: kind, Term: term, Wrapped: wrapped, CreatedAt: now.UTC()})
+		rows = append(rows, store.RunKey{RunID: runID, Kind: kind, Term: term, Wrapped: wrapped, CreatedAt: p.v.now().UTC()})
 	}
 	if err := p.keys.PutRunKeys(ctx, rows); err != nil {
 		forget()
 		return nil, fmt.Errorf("vault: create keys of run %s: %w", runID, err)
 	}
 	for kind, key := range made {
-		p.remember(payloadKeyID{runID, kind}, key, now)
+		p.cache.put(payloadKeyID(runID, kind), key)
 	}
 	return made, nil
 }
 
-func (p *PayloadKeys) remember(id payloadKeyID, key []byte, now time.Time) {
-	if p.ttl < 0 {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.cache) >= p.max {
-		for k, c := range p.cache {
-			zero(c.key)
-			delete(p.cache, k)
-			if len(p.cache) < p.max/2 {
-				break
-			}
-		}
-	}
-	p.cache[id] = cachedPayloadKey{key: append([]byte(nil), key...), fetched: now}
-}
+func payloadKeyID(runID, kind string) string { return runID + "\x00" + kind }
 
 func (p *PayloadKeys) forget(refs []store.RunKeyRef) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, r := range refs {
-		id := payloadKeyID{r.RunID, r.Kind}
-		if c, ok := p.cache[id]; ok {
-			zero(c.key)
-			delete(p.cache, id)
-		}
+		p.cache.remove(payloadKeyID(r.RunID, r.Kind))
 	}
 }
 
 // purge empties the cache; the vault calls it when it seals.
-func (p *PayloadKeys) purge() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id, c := range p.cache {
-		zero(c.key)
-		delete(p.cache, id)
-	}
-}
+func (p *PayloadKeys) purge() { p.cache.purge() }
 
 // rewrap moves up to limit run keys below term under term; it returns how
 // many it moved and how many it had to skip because they did not open.

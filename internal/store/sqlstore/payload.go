@@ -242,6 +242,17 @@ func (s *Store) PurgePayload(ctx context.Context, runID, kind string, at time.Ti
 	return s.InTx(ctx, func(tx store.Tx) error { return tx.PurgePayload(ctx, runID, kind, at) })
 }
 
+func (s *Store) PreparePayloads(ctx context.Context, runID string) error {
+	p, ok := s.sealer.(store.PayloadPreparer)
+	if !ok {
+		return nil
+	}
+	if err := p.Prepare(ctx, runID); err != nil {
+		return fmt.Errorf("store: prepare payloads of run %s: %w", runID, err)
+	}
+	return nil
+}
+
 func (s *Store) SetPayloadSealer(ps store.PayloadSealer) {
 	s.sealer = ps
 	s.Queries.sealer = ps
