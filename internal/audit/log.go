@@ -72,10 +72,13 @@ func (o *Options) defaults() {
 	}
 }
 
-// Log is the audit log. Append is safe for concurrent use: one goroutine
-// commits the records of all waiting callers in one transaction (group
-// commit), so throughput grows with the number of appenders while each
-// Append still returns only after its records are committed.
+// Log is the audit log. Append is safe for concurrent use: an appender
+// that finds no commit under way commits its own records, and while one
+// is under way the others queue for the writer goroutine, which commits
+// all of them in one transaction (group commit). So a lone appender waits
+// for no other goroutine to be scheduled, throughput grows with the number
+// of appenders, and each Append still returns only after its records are
+// committed.
 type Log struct {
 	st     store.Store
 	signer note.Signer
@@ -87,8 +90,14 @@ type Log struct {
 	done    chan struct{}
 	once    sync.Once
 
-	// Owned by the writer goroutine.
+	// mu is held by whoever commits: the writer goroutine or an appender
+	// committing its own records. It guards the fields below.
+	mu       sync.Mutex
+	closed   bool // the writer goroutine has finished
 	tree     frontier
+	spare    []tlog.Hash // storage for the next tree, so a commit need not allocate one
+	leafBuf  []byte      // scratch for records' canonical encodings
+	hashBuf  []tlog.Hash // scratch for the hashes a record completes
 	lastCP   int64
 	lastCPAt time.Time
 	stale    bool // the store may differ from tree: reload before writing
@@ -260,6 +269,11 @@ func (l *Log) HMAC(value string) string { return hmacValue(l.hmac, value) }
 // ErrInvalid for a record the log refuses (then nothing is appended), or
 // with the store's error. A caller auditing an action must not perform it
 // when Append fails.
+//
+// An Append that commits its own records (no commit was under way) runs
+// the transaction itself, with the call's deadline: it returns when the
+// store gives up at that deadline, and a context cancelled meanwhile does
+// not cut the commit short.
 func (l *Log) Append(ctx context.Context, recs ...Record) ([]int64, error) {
 	if len(recs) == 0 {
 		return nil, nil
@@ -267,6 +281,7 @@ func (l *Log) Append(ctx context.Context, recs ...Record) ([]int64, error) {
 	if len(recs) > l.opts.MaxBatch {
 		return nil, fmt.Errorf("%w: %d records in one append, more than %d", ErrInvalid, len(recs), l.opts.MaxBatch)
 	}
+	started := time.Now()
 	now := l.opts.Now()
 	req := &request{recs: make([]stored, len(recs)), done: make(chan error, 1)}
 	for i, r := range recs {
@@ -276,7 +291,22 @@ func (l *Log) Append(ctx context.Context, recs ...Record) ([]int64, error) {
 		}
 		req.recs[i] = s
 	}
-	timer := time.NewTimer(l.opts.Timeout)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("audit: append: %w", err)
+	}
+	if len(l.reqs) == 0 && l.mu.TryLock() {
+		// No commit is under way and none is queued: commit here instead of
+		// waking the writer and waiting to be woken in turn (two goroutine
+		// switches, a few microseconds, more on a busy machine). The
+		// transaction's deadline is this call's.
+		err := l.commitOwn(req, started.Add(l.opts.Timeout))
+		l.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return l.delivered(ctx, req, started)
+	}
+	timer := time.NewTimer(l.opts.Timeout - time.Since(started))
 	defer timer.Stop()
 	select {
 	case l.reqs <- req:
@@ -312,12 +342,35 @@ func (l *Log) Append(ctx context.Context, recs ...Record) ([]int64, error) {
 	if err != nil {
 		return nil, err
 	}
+	return l.delivered(ctx, req, started)
+}
+
+// commitOwn commits req, which no one else has seen, with whatever else is
+// queued, under l.mu.
+func (l *Log) commitOwn(req *request, deadline time.Time) error {
+	if l.closed {
+		return ErrClosed
+	}
+	l.commit(req, deadline)
+	return <-req.done
+}
+
+// delivered waits until every required sink has the committed records of
+// req, at most until the call's timeout, and returns their sequence
+// numbers.
+func (l *Log) delivered(ctx context.Context, req *request, started time.Time) ([]int64, error) {
 	end := req.first + int64(len(req.recs))
+	var timer *time.Timer
 	for _, r := range l.runners {
-		if r.required {
-			if err := r.waitDelivered(ctx, end, timer.C); err != nil {
-				return nil, err
-			}
+		if !r.required {
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(l.opts.Timeout - time.Since(started))
+			defer timer.Stop()
+		}
+		if err := r.waitDelivered(ctx, end, timer.C); err != nil {
+			return nil, err
 		}
 	}
 	seqs := make([]int64, len(req.recs))
@@ -357,25 +410,34 @@ func (l *Log) run() {
 	for {
 		select {
 		case req := <-l.reqs:
-			l.commit(req)
+			l.mu.Lock()
+			l.commit(req, time.Now().Add(l.opts.Timeout))
+			l.mu.Unlock()
 		case <-tick.C:
+			l.mu.Lock()
 			if l.tree.size > l.lastCP && l.opts.Now().Sub(l.lastCPAt) >= l.opts.CheckpointInterval {
-				if err := l.write(nil, 0, true); err != nil {
+				if err := l.write(nil, 0, true, time.Now().Add(l.opts.Timeout)); err != nil {
 					l.opts.Logger.Error("audit: timed checkpoint", "error", err)
 				}
 			}
+			l.mu.Unlock()
 		case <-l.closing:
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			// From here on appenders queue (and are answered below) or
+			// find the log closed.
+			l.closed = true
 			for {
 				select {
 				case req := <-l.reqs:
-					l.commit(req)
+					l.commit(req, time.Now().Add(l.opts.Timeout))
 					continue
 				default:
 				}
 				break
 			}
 			if l.tree.size > l.lastCP || l.stale {
-				if err := l.write(nil, 0, true); err != nil {
+				if err := l.write(nil, 0, true, time.Now().Add(l.opts.Timeout)); err != nil {
 					l.err = fmt.Errorf("audit: close: last checkpoint: %w", err)
 				}
 			}
@@ -384,8 +446,9 @@ func (l *Log) run() {
 	}
 }
 
-// commit writes first and every other waiting request in one transaction.
-func (l *Log) commit(first *request) {
+// commit writes first and every other waiting request in one transaction
+// that must end by deadline. The caller holds l.mu.
+func (l *Log) commit(first *request, deadline time.Time) {
 	var batch []*request
 	n := 0
 	take := func(r *request) {
@@ -407,12 +470,13 @@ func (l *Log) commit(first *request) {
 	if len(batch) == 0 {
 		return
 	}
-	err := l.write(batch, n, false)
+	err := l.write(batch, n, false, deadline)
 	for try := 0; errors.Is(err, store.ErrConflict) && try < maxConflictRetries; try++ {
-		// Another writer got past the lock check (it should not): pause
-		// and continue from its tail.
+		// Another writer appended even after this one had continued from
+		// the log's end under the audit lock: one appending a single record
+		// in one statement takes no lock. Pause and continue from its tail.
 		time.Sleep(time.Duration(rand.Int64N(int64(2 * time.Millisecond))))
-		err = l.write(batch, n, false)
+		err = l.write(batch, n, false, deadline)
 	}
 	for _, r := range batch {
 		r.done <- err
@@ -420,79 +484,123 @@ func (l *Log) commit(first *request) {
 }
 
 // write commits the batch's records (none for a checkpoint alone) and,
-// when one is due or forced, a checkpoint. Under the store's audit lock it
-// checks that the log still ends where this writer thinks, and otherwise
-// continues from the stored tail, so several writers (nodes sharing
-// Postgres) take turns instead of failing.
-func (l *Log) write(batch []*request, n int, forceCheckpoint bool) error {
-	ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
+// when one is due or forced, a checkpoint. It appends where this writer
+// thinks the log ends; the store refuses records that do not continue the
+// log, and then, under the store's audit lock, the writer continues from
+// the stored tail, so several writers (nodes sharing Postgres) take turns
+// instead of failing, while a lone writer spends no statement on counting.
+func (l *Log) write(batch []*request, n int, forceCheckpoint bool, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	now := l.opts.Now()
+	if n == 1 && !forceCheckpoint && !l.stale && !l.checkpointDue(l.tree.size+1, l.lastCP, now) {
+		// One record and no checkpoint: one statement, which the database
+		// commits by itself, without a transaction's own statements.
+		tree := l.tree.cloneInto(l.spare)
+		rows := l.hashBatch(&tree, batch, n)
+		err := l.st.AppendAudit(ctx, rows)
+		if err == nil {
+			l.committed(tree, l.lastCP, rows, nil, now)
+			return nil
+		}
+		// Either way the store may now differ from the tree: an error may
+		// come after the commit, and on a conflict another writer has
+		// appended, which the transaction below continues from.
+		l.stale = true
+		if !errors.Is(err, store.ErrConflict) {
+			return l.failed(err, rows)
+		}
+	}
 	var (
 		tree   frontier
 		lastCP int64
 		rows   []store.AuditRecord
 		cp     *store.AuditCheckpoint
 	)
-	now := l.opts.Now()
 	err := l.st.InTx(ctx, func(tx store.Tx) error {
 		if err := tx.LockAudit(ctx); err != nil {
 			return err
 		}
-		size, err := tx.AuditSize(ctx)
-		if err != nil {
-			return err
-		}
-		tree, lastCP = l.tree.clone(), l.lastCP
-		if l.stale || size != tree.size {
-			if tree, err = loadFrontier(ctx, tx, size); err != nil {
-				return err
+		tree, lastCP = l.tree.cloneInto(l.spare), l.lastCP
+		// A checkpoint alone (timed, or on closing) stores no record that
+		// would show another writer's records or checkpoints: read them.
+		reload := l.stale || n == 0
+		for {
+			if reload {
+				var err error
+				if tree, lastCP, err = loadTail(ctx, tx); err != nil {
+					return err
+				}
 			}
-			c, err := tx.LatestAuditCheckpoint(ctx)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				lastCP = 0
-			case err != nil:
-				return err
-			default:
-				lastCP = c.Size
+			rows = l.hashBatch(&tree, batch, n)
+			cp = nil
+			if tree.size > lastCP && (forceCheckpoint || l.checkpointDue(tree.size, lastCP, now)) {
+				c, err := l.sign(&tree, now)
+				if err != nil {
+					return err
+				}
+				cp = &c
 			}
-		}
-		rows = l.hashBatch(&tree, batch, n)
-		cp = nil
-		due := tree.size-lastCP >= l.opts.CheckpointEvery || now.Sub(l.lastCPAt) >= l.opts.CheckpointInterval
-		if tree.size > lastCP && (due || forceCheckpoint) {
-			c, err := l.sign(&tree, now)
+			err := tx.AppendAudit(ctx, rows)
+			if errors.Is(err, store.ErrConflict) && !reload {
+				// Another writer appended since this one last did.
+				reload = true
+				continue
+			}
 			if err != nil {
 				return err
 			}
-			cp = &c
+			if cp != nil {
+				return tx.AddAuditCheckpoint(ctx, *cp)
+			}
+			return nil
 		}
-		if err := tx.AppendAudit(ctx, rows); err != nil {
-			return err
-		}
-		if cp != nil {
-			return tx.AddAuditCheckpoint(ctx, *cp)
-		}
-		return nil
 	})
 	if err != nil {
 		// A failed commit may still have reached the database (a lost
 		// connection after COMMIT): reload before the next batch.
 		l.stale = true
-		if len(rows) > 0 {
-			return fmt.Errorf("audit: append records %d..%d: %w", rows[0].Seq, rows[len(rows)-1].Seq, err)
-		}
-		return fmt.Errorf("audit: checkpoint: %w", err)
+		return l.failed(err, rows)
 	}
+	l.committed(tree, lastCP, rows, cp, now)
+	return nil
+}
+
+// checkpointDue tells whether a tree of size records needs a checkpoint
+// after the one of size lastCP.
+func (l *Log) checkpointDue(size, lastCP int64, now time.Time) bool {
+	return size-lastCP >= l.opts.CheckpointEvery || now.Sub(l.lastCPAt) >= l.opts.CheckpointInterval
+}
+
+// failed wraps the error of a commit of rows.
+func (l *Log) failed(err error, rows []store.AuditRecord) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	if len(rows) > 0 {
+		return fmt.Errorf("audit: append records %d..%d: %w", rows[0].Seq, rows[len(rows)-1].Seq, err)
+	}
+	return fmt.Errorf("audit: checkpoint: %w", err)
+}
+
+// committed makes tree, with the checkpoint of size lastCP, the log's, and
+// hands the committed rows and cp (if any) to the sinks.
+func (l *Log) committed(tree frontier, lastCP int64, rows []store.AuditRecord, cp *store.AuditCheckpoint, now time.Time) {
+	l.spare = l.tree.nodes
 	l.tree, l.lastCP, l.stale = tree, lastCP, false
 	l.size.Store(tree.size)
+	if cp != nil {
+		l.lastCP, l.lastCPAt = cp.Size, now
+		l.cpSize.Store(cp.Size)
+	}
+	if len(l.runners) == 0 {
+		return
+	}
 	lines := make([]Line, 0, len(rows)+1)
 	for i := range rows {
 		lines = append(lines, Line{Type: LineRecord, Record: &rows[i], Hash: tlog.Hash(rows[i].Hashes[:tlog.HashSize])})
 	}
 	if cp != nil {
-		l.lastCP, l.lastCPAt = cp.Size, now
-		l.cpSize.Store(cp.Size)
 		lines = append(lines, Line{Type: LineCheckpoint, Checkpoint: cp})
 	}
 	first := tree.size
@@ -502,16 +610,39 @@ func (l *Log) write(batch []*request, n int, forceCheckpoint bool) error {
 	if len(lines) > 0 {
 		l.publish(first, tree.size, lines)
 	}
-	return nil
+}
+
+// loadTail reads the right edge of the stored tree and the size of the
+// newest checkpoint (0 without one).
+func loadTail(ctx context.Context, q store.AuditQueries) (frontier, int64, error) {
+	size, err := q.AuditSize(ctx)
+	if err != nil {
+		return frontier{}, 0, err
+	}
+	tree, err := loadFrontier(ctx, q, size)
+	if err != nil {
+		return frontier{}, 0, err
+	}
+	c, err := q.LatestAuditCheckpoint(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return tree, 0, nil
+	case err != nil:
+		return frontier{}, 0, err
+	}
+	return tree, c.Size, nil
 }
 
 // hashBatch numbers the batch's records from tree's size, adds them to
 // tree and returns the rows to store, each with its stored hashes.
 func (l *Log) hashBatch(tree *frontier, batch []*request, n int) []store.AuditRecord {
 	rows := make([]store.AuditRecord, 0, n)
-	hashes := make([]byte, 0, 2*n*tlog.HashSize+64*tlog.HashSize)
-	var buf []byte
-	var hs []tlog.Hash
+	stored := 0
+	for seq := tree.size; seq < tree.size+int64(n); seq++ {
+		stored += storedCount(seq)
+	}
+	hashes := make([]byte, 0, stored*tlog.HashSize)
+	buf, hs := l.leafBuf, l.hashBuf
 	for _, req := range batch {
 		req.first = tree.size
 		for i := range req.recs {
@@ -530,6 +661,10 @@ func (l *Log) hashBatch(tree *frontier, batch []*request, n int) []store.AuditRe
 			})
 		}
 	}
+	if cap(buf) <= 2*maxDetailsLen {
+		l.leafBuf = buf[:0]
+	}
+	l.hashBuf = hs[:0]
 	return rows
 }
 

@@ -147,6 +147,92 @@ func TestConcurrentAppends(t *testing.T) {
 	}
 }
 
+// TestWritersTakeTurns: two logs on one store, as two nodes sharing a
+// database, append single records (one statement each) and batches (a
+// transaction each) in turn; each finds the other's records and continues
+// after them, and the log stays dense and whole.
+func TestWritersTakeTurns(t *testing.T) {
+	t.Parallel()
+	s, _ := openStore(t)
+	signer, verifier, hkey := testKeys(t)
+	logs := []*Log{
+		openLog(t, s, signer, hkey, Options{CheckpointEvery: 7}),
+		openLog(t, s, signer, hkey, Options{CheckpointEvery: 7}),
+	}
+	var want int64
+	for i := range 40 {
+		recs := []Record{testRecord(i)}
+		if i%4 >= 2 {
+			recs = append(recs, testRecord(i+1000), testRecord(i+2000))
+		}
+		seqs, err := logs[i%2].Append(t.Context(), recs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seqs[0] != want {
+			t.Fatalf("append %d got seqs %v, want them from %d", i, seqs, want)
+		}
+		want += int64(len(recs))
+	}
+	for _, l := range logs {
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep := verifyStore(t, s, verifier); rep.Records != want || rep.Covered != want {
+		t.Fatalf("report %+v, want %d records", rep, want)
+	}
+}
+
+// TestAppendsRacingClose: an Append that returns sequence numbers while
+// the log closes has its records committed and covered by the last
+// checkpoint; any other fails with ErrClosed. Appenders that find no
+// commit under way commit themselves, the rest queue for the writer: both
+// must end the same way.
+func TestAppendsRacingClose(t *testing.T) {
+	t.Parallel()
+	for trial := range 10 {
+		s, _ := openStore(t)
+		signer, verifier, hkey := testKeys(t)
+		l := openLog(t, s, signer, hkey, Options{})
+		var (
+			mu        sync.Mutex
+			committed int64
+			wg        sync.WaitGroup
+		)
+		started := make(chan struct{})
+		for w := range 8 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					if w == 0 && i == 5 {
+						close(started)
+					}
+					seqs, err := l.Append(t.Context(), testRecord(w*1000+i))
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					committed += int64(len(seqs))
+					mu.Unlock()
+				}
+			})
+		}
+		<-started
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		rep := verifyStore(t, s, verifier)
+		if rep.Records != committed || rep.Covered != committed {
+			t.Fatalf("trial %d: %d appends succeeded; report %+v", trial, committed, rep)
+		}
+	}
+}
+
 func TestTimedCheckpoint(t *testing.T) {
 	t.Parallel()
 	s, _ := openStore(t)
@@ -223,13 +309,27 @@ type lockedStore struct {
 	release chan struct{}
 }
 
-func (s lockedStore) InTx(ctx context.Context, fn func(store.Tx) error) error {
+func (s lockedStore) wait(ctx context.Context) error {
 	select {
 	case <-s.release:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+func (s lockedStore) InTx(ctx context.Context, fn func(store.Tx) error) error {
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
 	return s.Store.InTx(ctx, fn)
+}
+
+func (s lockedStore) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
+	return s.Store.AppendAudit(ctx, recs)
 }
 
 func TestAppendTimesOutWhenTheDatabaseHangs(t *testing.T) {
@@ -279,7 +379,8 @@ func TestRecordLeafMatchesExportHash(t *testing.T) {
 
 // TestPostgres runs the log on Postgres (skipped without
 // MOAT_TEST_DATABASE_URL), including a second writer, as a second node
-// would be.
+// would be. Single records go in as one statement without the audit
+// lock, batches in a transaction under it; the two meet.
 func TestPostgres(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Open(t)
@@ -290,7 +391,11 @@ func TestPostgres(t *testing.T) {
 	for _, l := range []*Log{a, b} {
 		wg.Go(func() {
 			for i := range 100 {
-				if _, err := l.Append(t.Context(), testRecord(i)); err != nil {
+				recs := []Record{testRecord(i)}
+				if i%5 == 4 {
+					recs = append(recs, testRecord(i+1000), testRecord(i+2000))
+				}
+				if _, err := l.Append(t.Context(), recs...); err != nil {
 					t.Error(err)
 					return
 				}
@@ -303,7 +408,7 @@ func TestPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if rep := verifyStore(t, s, verifier); rep.Records != 200 || rep.Covered != 200 {
+	if rep := verifyStore(t, s, verifier); rep.Records != 280 || rep.Covered != 280 {
 		t.Fatalf("report %+v", rep)
 	}
 }

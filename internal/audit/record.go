@@ -110,6 +110,16 @@ func canonicalDetails(key []byte, details map[string]any) ([]byte, error) {
 	if details == nil {
 		return []byte("{}"), nil
 	}
+	b, err := encodeDetails(key, details)
+	if errors.Is(err, errNeedsRoundTrip) {
+		return canonicalDetailsViaJSON(key, details)
+	}
+	return b, err
+}
+
+// canonicalDetailsViaJSON is the definition of the canonical encoding,
+// which encodeDetails reproduces faster for the common shapes.
+func canonicalDetailsViaJSON(key []byte, details map[string]any) ([]byte, error) {
 	replaced, err := replaceSensitive(key, details, 0)
 	if err != nil {
 		return nil, err

@@ -48,8 +48,11 @@ func (f *frontier) root() tlog.Hash {
 	return h
 }
 
-func (f *frontier) clone() frontier {
-	return frontier{size: f.size, nodes: append([]tlog.Hash(nil), f.nodes...)}
+func (f *frontier) clone() frontier { return f.cloneInto(nil) }
+
+// cloneInto copies f into the storage of nodes, which must not be f's.
+func (f *frontier) cloneInto(nodes []tlog.Hash) frontier {
+	return frontier{size: f.size, nodes: append(nodes[:0], f.nodes...)}
 }
 
 // frontierIndexes lists the storage indexes (tlog.StoredHashIndex) of the

@@ -19,7 +19,9 @@ type AuditQueries interface {
 	// AppendAudit adds records that continue the log densely: the first
 	// Seq must equal AuditSize and each next one be one more. Otherwise it
 	// fails with ErrConflict (another writer got there first) or ErrInvalid
-	// (a batch with a gap), and adds nothing.
+	// (a batch with a gap), and adds nothing; a transaction it fails in
+	// that way stays usable, so a writer can skip counting the records
+	// before it appends and count them only after a conflict.
 	AppendAudit(ctx context.Context, recs []AuditRecord) error
 	// AuditSize is the number of records, which is one more than the
 	// highest Seq (0 for an empty log).

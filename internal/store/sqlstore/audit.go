@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/moatproject/moat/internal/store"
 )
@@ -14,9 +15,23 @@ const maxAuditPage = 10_000
 const auditCols = `seq, at, actor, action, resource, outcome, details, hashes`
 
 var (
-	stmtLockAudit   = define(`UPDATE audit_lock SET id = 1 WHERE id = 1`)
-	stmtAuditSize   = define(`SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_records`)
-	stmtAppendAudit = define(`INSERT INTO audit_records (` + auditCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	stmtLockAudit = define(`UPDATE audit_lock SET id = 1 WHERE id = 1`)
+	stmtAuditSize = define(`SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_records`)
+	// A record whose seq another writer is inserting at the same moment
+	// (one that did not take the audit lock) is skipped, as the trigger
+	// skips one that does not continue the log, rather than failing: in
+	// Postgres a failed statement ends the transaction.
+	stmtAppendAuditOne = define(auditInsert(1) + ` ON CONFLICT (seq) DO NOTHING`)
+	// After its first record, a batch goes in as few statements as these
+	// sizes allow, largest first.
+	stmtAppendAuditRows = []struct {
+		rows int
+		stmt stmt
+	}{
+		{64, define(auditInsert(64))},
+		{8, define(auditInsert(8))},
+		{1, stmtAppendAuditOne},
+	}
 	stmtListAudit   = define(`SELECT ` + auditCols + ` FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?`)
 	stmtAuditHashes = define(`SELECT hashes FROM audit_records WHERE seq = ?`)
 
@@ -29,8 +44,26 @@ var (
 		ON CONFLICT (sink) DO UPDATE SET next = excluded.next`)
 )
 
-// AppendAudit checks density itself rather than trusting the caller: the
-// primary key alone would accept a batch that leaves a gap.
+// auditRecordCols is the number of columns (and arguments) of one record.
+const auditRecordCols = 8
+
+// auditInsert is the insert of n records.
+func auditInsert(n int) string {
+	row := "(?" + strings.Repeat(", ?", auditRecordCols-1) + ")"
+	return `INSERT INTO audit_records (` + auditCols + `) VALUES ` + row + strings.Repeat(", "+row, n-1)
+}
+
+func appendAuditArgs(args []any, r *store.AuditRecord) []any {
+	return append(args, r.Seq, micros(r.Time), r.Actor, r.Action, r.Resource, r.Outcome, string(r.Details), r.Hashes)
+}
+
+// AppendAudit relies on the database to refuse a record that does not
+// continue the log: a trigger (migration 00006) skips it, which costs less
+// than a query of its own and leaves the transaction usable. So the first
+// record goes in alone, and if it was skipped nothing was added. The
+// check within the batch is the caller's, made here again. The rest of
+// the batch cannot meet another writer: one would have to see the first
+// record, which is not committed.
 func (q *Queries) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -41,29 +74,52 @@ func (q *Queries) AppendAudit(ctx context.Context, recs []store.AuditRecord) err
 			return fmt.Errorf("store: append audit records: seq %d follows %d: %w", r.Seq, first+int64(i)-1, store.ErrInvalid)
 		}
 	}
-	size, err := q.AuditSize(ctx)
+	args := make([]any, 0, auditRecordCols*min(len(recs), stmtAppendAuditRows[0].rows))
+	n, err := q.appendAuditRows(ctx, stmtAppendAuditOne, recs[:1], args)
 	if err != nil {
 		return err
 	}
-	if first != size {
-		return fmt.Errorf("store: append audit record %d: the log holds %d records: %w", first, size, store.ErrConflict)
+	if n != 1 {
+		return fmt.Errorf("store: append audit record %d: the log does not end at %d: %w", first, first-1, store.ErrConflict)
 	}
-	st, err := q.statement(ctx, stmtAppendAudit)
-	if err != nil {
-		return q.fail(err, "append audit record %d", first)
-	}
-	for _, r := range recs {
-		args := []any{r.Seq, micros(r.Time), r.Actor, r.Action, r.Resource, r.Outcome, string(r.Details), r.Hashes}
-		if st != nil {
-			_, err = st.ExecContext(ctx, args...)
-		} else {
-			_, err = q.db.ExecContext(ctx, q.sql[stmtAppendAudit], args...)
-		}
-		if err != nil {
-			return q.fail(err, "append audit record %d", r.Seq)
+	for rest := recs[1:]; len(rest) > 0; {
+		for _, size := range stmtAppendAuditRows {
+			if len(rest) < size.rows {
+				continue
+			}
+			n, err := q.appendAuditRows(ctx, size.stmt, rest[:size.rows], args)
+			if err != nil {
+				return err
+			}
+			if n != int64(size.rows) {
+				// Only a writer that does not take the audit lock could
+				// have got in between; what is added is no longer one
+				// batch, so the transaction must not commit.
+				return fmt.Errorf("store: append audit records %d..%d: %d of them do not continue the log", rest[0].Seq, rest[size.rows-1].Seq, int64(size.rows)-n)
+			}
+			rest = rest[size.rows:]
+			break
 		}
 	}
 	return nil
+}
+
+// appendAuditRows inserts recs with s, an insert of that many records, and
+// returns how many the database added.
+func (q *Queries) appendAuditRows(ctx context.Context, s stmt, recs []store.AuditRecord, args []any) (int64, error) {
+	args = args[:0]
+	for i := range recs {
+		args = appendAuditArgs(args, &recs[i])
+	}
+	res, err := q.exec(ctx, s, args...)
+	if err != nil {
+		return 0, q.fail(err, "append audit records %d..%d", recs[0].Seq, recs[len(recs)-1].Seq)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, q.fail(err, "append audit records %d..%d", recs[0].Seq, recs[len(recs)-1].Seq)
+	}
+	return n, nil
 }
 
 func (q *Queries) LockAudit(ctx context.Context) error {
@@ -192,8 +248,17 @@ func (q *Queries) SetAuditSinkCursor(ctx context.Context, sink string, next int6
 
 // The write methods below shadow those of the embedded read-pool Queries.
 
+// AppendAudit of one record is one statement on the writer, which the
+// database commits by itself (SQLite retries a busy lock for it as for
+// BEGIN IMMEDIATE); more records take a transaction, so that they are
+// added together or not at all.
 func (s *Store) AppendAudit(ctx context.Context, recs []store.AuditRecord) error {
-	return s.InTx(ctx, func(tx store.Tx) error { return tx.AppendAudit(ctx, recs) })
+	if len(recs) != 1 {
+		return s.InTx(ctx, func(tx store.Tx) error { return tx.AppendAudit(ctx, recs) })
+	}
+	q := NewQueries(s.dialect, s.writer)
+	q.prep = s.writerStmts
+	return q.AppendAudit(ctx, recs)
 }
 
 func (s *Store) AddAuditCheckpoint(ctx context.Context, c store.AuditCheckpoint) error {

@@ -66,6 +66,27 @@ func testAudit(t *testing.T, s store.Store) {
 	must(t, err)
 	equal(t, "size after refused appends", size, int64(5))
 
+	// A refused append leaves the transaction usable: a writer that finds
+	// another got there first continues from the log's end in it.
+	must(t, s.InTx(ctx, func(tx store.Tx) error {
+		wantErr(t, tx.AppendAudit(ctx, []store.AuditRecord{auditRecord(4), auditRecord(5)}), store.ErrConflict)
+		wantErr(t, tx.AppendAudit(ctx, []store.AuditRecord{auditRecord(6)}), store.ErrConflict)
+		return tx.AppendAudit(ctx, []store.AuditRecord{auditRecord(5)})
+	}))
+	want = append(want, auditRecord(5))
+	// A batch large enough to take every size of insert, and to be
+	// refused whole when it does not continue the log.
+	var batch []store.AuditRecord
+	for i := range int64(64 + 8 + 3) {
+		batch = append(batch, auditRecord(6+i))
+	}
+	wantErr(t, s.AppendAudit(ctx, batch[1:]), store.ErrConflict)
+	must(t, s.AppendAudit(ctx, batch))
+	want = append(want, batch...)
+	got, err = s.ListAudit(ctx, 0, 1000)
+	must(t, err)
+	equal(t, "records after a batch", got, want)
+
 	cps := []store.AuditCheckpoint{
 		{Size: 3, Note: []byte("note 3\n"), CreatedAt: at(time.Minute)},
 		{Size: 5, Note: []byte("note 5\n"), CreatedAt: at(2 * time.Minute)},
