@@ -64,6 +64,9 @@ type CheckResult struct {
 	// (numbers as json.Number), or the matching label, as configured, when
 	// Labels are set; nil otherwise. It is valid only if OK.
 	Value any
+	// Findings are detect.Scan's findings of the answer, for the call's
+	// record; their text is PII and must go nowhere else.
+	Findings []detect.Finding
 }
 
 // CheckProblem is one thing wrong with an answer. Message never holds the
@@ -110,7 +113,7 @@ func (c *Checker) Check(answer string) (res CheckResult, err error) {
 			probs.add(ProblemLabel, "answer is not one of the labels: "+strings.Join(c.Labels, ", "), nil)
 		}
 	}
-	c.checkFindings(answer, &probs)
+	res.Findings = c.checkFindings(answer, &probs)
 	c.checkTokens(answer, &probs)
 	res.Problems = probs.list()
 	res.OK = len(res.Problems) == 0
@@ -181,11 +184,12 @@ func matchLabel(answer string, labels []string) (string, bool) {
 	return "", false
 }
 
-// checkFindings reports secrets, and PII whose text was not in the prompt.
-func (c *Checker) checkFindings(answer string, probs *problemList) {
+// checkFindings reports secrets, and PII whose text was not in the prompt;
+// it returns the answer's findings.
+func (c *Checker) checkFindings(answer string, probs *problemList) []detect.Finding {
 	findings := detect.Scan(answer)
 	if len(findings) == 0 {
-		return
+		return nil
 	}
 	c.once.Do(c.indexPrompt)
 	texts := findingTexts(answer, findings)
@@ -201,6 +205,7 @@ func (c *Checker) checkFindings(answer string, probs *problemList) {
 			probs.add(ProblemNewPII, fmt.Sprintf("answer holds a %s at code points %d–%d that was not in the prompt", f.Type, f.Start, f.End), &f)
 		}
 	}
+	return findings
 }
 
 func (c *Checker) indexPrompt() {

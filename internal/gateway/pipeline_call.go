@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/connectors"
-	"github.com/moatproject/moat/internal/detect"
 )
 
 // The Limit, Call and Check stages.
@@ -98,14 +97,14 @@ func (c *call) callAndCheck(ctx context.Context, creq connectors.Request) (conne
 func (c *call) check(answer string) (CheckResult, error) {
 	c.stage = "check"
 	c.rec.OutputDigest = digestText(answer)
-	// The answer's identifiers: mostly the prompt's, echoed; those a model
-	// made up or leaked fail the check, and the record still says whose
-	// they were.
-	c.rec.addSubjects(answer, detect.Scan(answer))
 	cr, err := c.newChecker().Check(answer)
 	if err != nil {
 		return CheckResult{}, &Error{Stage: "check", Code: CodeInternal, Message: "the answer could not be checked; the call failed closed", Err: err}
 	}
+	// The answer's identifiers: mostly the prompt's, echoed; those a model
+	// made up or leaked fail the check, and the record still says whose
+	// they were.
+	c.rec.addSubjects(answer, cr.Findings)
 	c.rec.addChecks(cr.Problems)
 	return cr, nil
 }
