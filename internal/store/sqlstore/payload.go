@@ -16,7 +16,8 @@ import (
 const sealedTextPrefix = "moat:sealed:v1:"
 
 var (
-	stmtInsertRetention = define(`INSERT INTO run_retention (run_id, kind, keep_us) VALUES (?, ?, ?)`)
+	// One row per payload kind (store.PayloadKinds), in one statement.
+	stmtInsertRetention = define(`INSERT INTO run_retention (run_id, kind, keep_us) VALUES (?, ?, ?), (?, ?, ?), (?, ?, ?)`)
 	// A class found in a payload caps every kind: what it is kept in is
 	// unknown once the steps have copied it around.
 	stmtCapRetention = define(`UPDATE run_retention SET keep_us = ?
@@ -122,10 +123,12 @@ func (q *Queries) noteSealed(ctx context.Context, runID string, sealed ...store.
 
 // insertRetention records how long each kind of a new run is kept.
 func (q *Queries) insertRetention(ctx context.Context, runID string, r store.Retention) error {
+	args := make([]any, 0, 3*len(store.PayloadKinds))
 	for _, kind := range store.PayloadKinds {
-		if _, err := q.exec(ctx, stmtInsertRetention, runID, kind, r.Keep(kind).Microseconds()); err != nil {
-			return q.fail(err, "record retention of run %s", runID)
-		}
+		args = append(args, runID, kind, r.Keep(kind).Microseconds())
+	}
+	if _, err := q.exec(ctx, stmtInsertRetention, args...); err != nil {
+		return q.fail(err, "record retention of run %s", runID)
 	}
 	return nil
 }
