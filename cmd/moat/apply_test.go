@@ -14,16 +14,20 @@ import (
 	"github.com/moatproject/moat/internal/app"
 	"github.com/moatproject/moat/internal/config"
 	"github.com/moatproject/moat/internal/gateway"
-	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/manifest"
+	"github.com/moatproject/moat/internal/store"
 )
 
-// openApp opens a Moat on a fresh data dir, its bootstrap token created.
-func openApp(t *testing.T) (*app.App, string) {
+// openApp opens a Moat on a fresh data dir, its bootstrap token created;
+// edit changes its settings first.
+func openApp(t *testing.T, edit ...func(*config.Config)) (*app.App, string) {
 	t.Helper()
 	ctx := context.Background()
 	cfg := config.Default()
 	cfg.DataDir, cfg.DatabaseURL = t.TempDir(), ""
+	for _, e := range edit {
+		e(&cfg)
+	}
 	a, err := app.Open(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +38,21 @@ func openApp(t *testing.T) (*app.App, string) {
 		t.Fatal(err)
 	}
 	return a, token
+}
+
+// serveApp is openApp, started and served over HTTP; it returns the
+// server's URL and the bootstrap token.
+func serveApp(t *testing.T, edit ...func(*config.Config)) (a *app.App, url, token string) {
+	t.Helper()
+	ctx := context.Background()
+	a, token = openApp(t, edit...)
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Engine.Stop(ctx) })
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	return a, srv.URL, token
 }
 
 // gatewayDir writes resources whose files sort in the reverse of the order

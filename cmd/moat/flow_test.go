@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/moatproject/moat/internal/app"
 	"github.com/moatproject/moat/internal/config"
 )
 
@@ -18,25 +14,12 @@ import (
 // model server.
 func TestFlowCommands(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	cfg := config.Default()
-	cfg.DataDir, cfg.DatabaseURL, cfg.Environment = t.TempDir(), "", "prod"
-	a, err := app.Open(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
-	token, err := a.Bootstrap(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(srv.Close)
+	_, url, token := serveApp(t, func(c *config.Config) { c.Environment = "prod" })
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	remote := []string{"--server", srv.URL, "--token-file", tokenFile}
+	remote := []string{"--server", url, "--token-file", tokenFile}
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
 		return moat(t, append(args, remote...)...)

@@ -1,39 +1,16 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/moatproject/moat/internal/app"
-	"github.com/moatproject/moat/internal/config"
 )
 
 // TestRemoteCommands drives apply, runs and tasks against a server.
 func TestRemoteCommands(t *testing.T) {
-	ctx := context.Background()
-	cfg := config.Default()
-	cfg.DataDir, cfg.DatabaseURL = t.TempDir(), ""
-	a, err := app.Open(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
-	token, err := a.Bootstrap(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Engine.Stop(ctx) })
-	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(srv.Close)
-	t.Setenv("MOAT_SERVER", srv.URL)
+	_, url, token := serveApp(t)
+	t.Setenv("MOAT_SERVER", url)
 	t.Setenv("MOAT_TOKEN", token)
 
 	resources := writeFile(t, "demo.yaml", `apiVersion: moat/v1

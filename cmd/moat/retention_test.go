@@ -2,9 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,33 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatproject/moat/internal/app"
 	"github.com/moatproject/moat/internal/config"
 )
 
 // TestRunsEraseAndPurge drives retention end to end: payloads sealed on
 // disk, a subject's runs erased, the rest purged once they expire.
 func TestRunsEraseAndPurge(t *testing.T) {
-	ctx := context.Background()
-	cfg := config.Default()
-	cfg.DataDir, cfg.DatabaseURL = t.TempDir(), ""
-	cfg.Retention, cfg.PurgeInterval = "1s", "1h"
-	a, err := app.Open(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
-	token, err := a.Bootstrap(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Engine.Stop(ctx) })
-	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(srv.Close)
-	t.Setenv("MOAT_SERVER", srv.URL)
+	a, url, token := serveApp(t, func(c *config.Config) { c.Retention, c.PurgeInterval = "1s", "1h" })
+	dataDir := a.Config.DataDir
+	t.Setenv("MOAT_SERVER", url)
 	t.Setenv("MOAT_TOKEN", token)
 
 	wf := writeFile(t, "greet.yaml", `apiVersion: moat/v1
@@ -70,7 +49,7 @@ steps:
 	// On disk the payloads are sealed: neither the database nor its WAL
 	// holds an address in clear.
 	for _, name := range []string{"moat.db", "moat.db-wal", "run-keys.db", "run-keys.db-wal"} {
-		b, err := os.ReadFile(filepath.Join(cfg.DataDir, name))
+		b, err := os.ReadFile(filepath.Join(dataDir, name))
 		if err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
 		}
