@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/vault"
+	"github.com/moatproject/moat/internal/vault/vaulttest"
 )
 
 const oauthClientSecret = "cs-oauth-canary-V9p3Rk"
@@ -82,7 +83,7 @@ func oauthCredential(tokenURL string) *Credential {
 
 // oauthSetup is an upstream, a token endpoint and a vault whose client
 // secret is bound to the hosts given (both when none).
-func oauthSetup(t *testing.T, typ string, hosts func(up, idp string) []string) (*headerUpstream, *tokenServer, Connector, *vault.Vault, *events) {
+func oauthSetup(t *testing.T, typ string, hosts func(up, idp string) []string) (*headerUpstream, *tokenServer, Connector, *vault.Vault, *vaulttest.Events) {
 	t.Helper()
 	up, ts := newHeaderUpstream(t), newTokenServer(t)
 	upHost, idpHost := hostOf(t, up.srv.URL), hostOf(t, ts.srv.URL)
@@ -98,9 +99,9 @@ func oauthSetup(t *testing.T, typ string, hosts func(up, idp string) []string) (
 	return up, ts, c, v, ev
 }
 
-func accessesFor(ev *events, host string) []vault.Event {
+func accessesFor(ev *vaulttest.Events, host string) []vault.Event {
 	var out []vault.Event
-	for _, a := range ev.accesses() {
+	for _, a := range ev.Of(vault.KindAccess) {
 		if a.Access.Host == host {
 			out = append(out, a)
 		}
@@ -328,11 +329,9 @@ func TestOAuth2ClientSecretRefusedForUnboundTokenHost(t *testing.T) {
 	if acc := accessesFor(ev, idpHost); len(acc) != 1 || acc[0].Outcome != vault.OutcomeDenied {
 		t.Errorf("token host accesses = %+v, want one denied (no retry)", acc)
 	}
-	ev.mu.Lock()
-	defer ev.mu.Unlock()
 	alerted := false
-	for _, e := range ev.list {
-		alerted = alerted || e.Kind == vault.KindBindingViolation && e.Access.Host == idpHost
+	for _, e := range ev.Of(vault.KindBindingViolation) {
+		alerted = alerted || e.Access.Host == idpHost
 	}
 	if !alerted {
 		t.Error("no binding-violation alert for the token host")

@@ -6,13 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/moatproject/moat/internal/store/sqlite"
 	"github.com/moatproject/moat/internal/vault"
+	"github.com/moatproject/moat/internal/vault/vaulttest"
 )
 
 // testSecret is a dev secret with its bindings.
@@ -24,19 +23,9 @@ type testSecret struct {
 
 // newSecretsVault is a vault holding secrets, reporting to the returned
 // events.
-func newSecretsVault(t *testing.T, secrets ...testSecret) (*vault.Vault, *events) {
+func newSecretsVault(t *testing.T, secrets ...testSecret) (*vault.Vault, *vaulttest.Events) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ev := &events{}
-	v, err := vault.Open(context.Background(), vault.Config{Store: st, Source: vault.KeyFile{Path: filepath.Join(dir, "vault.key"), Create: true}, Hook: ev})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, ev := vaulttest.New(t)
 	for _, s := range secrets {
 		opts := vault.Options{Bindings: vault.Bindings{Connectors: s.connectors, Hosts: s.hosts}}
 		if _, err := v.Set(context.Background(), "dev", s.name, []byte(s.value), opts); err != nil {
@@ -222,7 +211,7 @@ func TestCredentialSchemesSendTheRightHeader(t *testing.T) {
 			if tc.vaults {
 				wantAccesses = 1
 			}
-			if acc := ev.accesses(); len(acc) != wantAccesses || wantAccesses == 1 && acc[0].Outcome != vault.OutcomeOK {
+			if acc := ev.Of(vault.KindAccess); len(acc) != wantAccesses || wantAccesses == 1 && acc[0].Outcome != vault.OutcomeOK {
 				t.Errorf("vault accesses = %+v, want %d allowed", acc, wantAccesses)
 			}
 		})
@@ -246,7 +235,7 @@ func TestBasicCredentialRefusedForUnboundHost(t *testing.T) {
 	if n := len(up.seen()); n != 0 {
 		t.Errorf("upstream saw %d requests, want none", n)
 	}
-	if acc := ev.accesses(); len(acc) != 1 || acc[0].Outcome != vault.OutcomeDenied {
+	if acc := ev.Of(vault.KindAccess); len(acc) != 1 || acc[0].Outcome != vault.OutcomeDenied {
 		t.Errorf("vault accesses = %+v, want one denied", acc)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/vault"
+	"github.com/moatproject/moat/internal/vault/vaulttest"
 )
 
 // testPKI is a private CA made for one test.
@@ -160,7 +161,7 @@ func tlsConnector(u *tlsUpstream, settings *ConnectorTLS) Connector {
 // mtlsSetup: a CA, an upstream requiring client certificates, and a vault
 // holding a client certificate and key bound to hosts (the upstream's when
 // none are given).
-func mtlsSetup(t *testing.T, hosts ...string) (*testPKI, *tlsUpstream, *vault.Vault, *events) {
+func mtlsSetup(t *testing.T, hosts ...string) (*testPKI, *tlsUpstream, *vault.Vault, *vaulttest.Events) {
 	t.Helper()
 	pki := newTestPKI(t, "moat test CA")
 	up := newTLSUpstream(t, pki, requireClientCertificates(pki))
@@ -193,7 +194,7 @@ func TestMTLSClientCertificateFromVault(t *testing.T) {
 	if got := up.requests(); !equalSlices(got, []string{"moat-client", "moat-client"}) {
 		t.Errorf("server saw client certificates %q", got)
 	}
-	acc := ev.accesses()
+	acc := ev.Of(vault.KindAccess)
 	if len(acc) != 2 || acc[0].Outcome != vault.OutcomeOK || acc[0].Name != "mtls-client" || acc[0].Access.Host != hostOf(t, up.srv.URL) {
 		t.Errorf("accesses = %+v, want two allowed for the upstream's host", acc)
 	}
@@ -232,7 +233,7 @@ func TestMTLSCertificateRefusedForUnboundHostBeforeDialling(t *testing.T) {
 	if n := up.conns.Load(); n != 0 {
 		t.Errorf("the server accepted %d connections", n)
 	}
-	if acc := ev.accesses(); len(acc) != 1 || acc[0].Outcome != vault.OutcomeDenied {
+	if acc := ev.Of(vault.KindAccess); len(acc) != 1 || acc[0].Outcome != vault.OutcomeDenied {
 		t.Errorf("accesses = %+v, want one denied", acc)
 	}
 }

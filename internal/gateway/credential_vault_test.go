@@ -5,57 +5,21 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/moatproject/moat/internal/store/sqlite"
 	"github.com/moatproject/moat/internal/vault"
+	"github.com/moatproject/moat/internal/vault/vaulttest"
 )
 
 const vaultKeyCanary = "sk-vault-canary-Qm83Lx0Vb2"
 
-// events records what the vault reports to its access hook.
-type events struct {
-	mu   sync.Mutex
-	list []vault.Event
-}
-
-func (e *events) SecretAccessed(_ context.Context, ev vault.Event) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.list = append(e.list, ev)
-	return nil
-}
-
-func (e *events) accesses() []vault.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []vault.Event
-	for _, ev := range e.list {
-		if ev.Kind == vault.KindAccess {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
 // newTestVault is a vault holding dev/openai-key, bound to the openai
 // connector and to hosts.
-func newTestVault(t *testing.T, hosts ...string) (*vault.Vault, *events) {
+func newTestVault(t *testing.T, hosts ...string) (*vault.Vault, *vaulttest.Events) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ev := &events{}
-	v, err := vault.Open(context.Background(), vault.Config{Store: st, Source: vault.KeyFile{Path: filepath.Join(dir, "vault.key"), Create: true}, Hook: ev})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, ev := vaulttest.New(t)
 	opts := vault.Options{Bindings: vault.Bindings{Connectors: []string{"openai"}, Hosts: hosts}}
 	if _, err := v.Set(context.Background(), "dev", "openai-key", []byte(vaultKeyCanary), opts); err != nil {
 		t.Fatal(err)
@@ -100,7 +64,7 @@ func TestVaultCredentialSentToBoundHost(t *testing.T) {
 	if len(auth) != 1 || auth[0] != "Bearer "+vaultKeyCanary {
 		t.Fatalf("upstream saw Authorization %q", auth)
 	}
-	acc := ev.accesses()
+	acc := ev.Of(vault.KindAccess)
 	if len(acc) != 1 {
 		t.Fatalf("%d accesses, want 1", len(acc))
 	}
@@ -126,7 +90,7 @@ func TestVaultCredentialRefusedElsewhere(t *testing.T) {
 	if n := len(elsewhere.requests()); n != 0 {
 		t.Errorf("the unbound host got %d requests", n)
 	}
-	acc := ev.accesses()
+	acc := ev.Of(vault.KindAccess)
 	if len(acc) != 1 || acc[0].Outcome != vault.OutcomeDenied {
 		t.Errorf("accesses = %+v, want one denied (no retry)", acc)
 	}
@@ -171,7 +135,7 @@ func TestVaultCredentialNotCarriedAcrossRedirect(t *testing.T) {
 	if len(seen) != 0 {
 		t.Errorf("the redirect target was reached (X-Api-Key %q)", seen)
 	}
-	acc := ev.accesses()
+	acc := ev.Of(vault.KindAccess)
 	if len(acc) != 2 || acc[0].Outcome != vault.OutcomeOK || acc[1].Outcome != vault.OutcomeDenied || acc[1].Access.Host != hostOf(t, elsewhere.URL) {
 		t.Errorf("accesses = %+v, want the bound host allowed, then the redirect target denied", acc)
 	}

@@ -9,59 +9,22 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/moatproject/moat/internal/store/sqlite"
 	"github.com/moatproject/moat/internal/vault"
+	"github.com/moatproject/moat/internal/vault/vaulttest"
 	"github.com/moatproject/moat/internal/workflow"
 )
 
 const helpdeskToken = "hd-canary-7Qx2Lm9Vb4Tz"
 
-// accessLog is the vault's access hook in these tests.
-type accessLog struct {
-	mu     sync.Mutex
-	events []vault.Event
-}
-
-func (l *accessLog) SecretAccessed(_ context.Context, e vault.Event) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.events = append(l.events, e)
-	return nil
-}
-
-func (l *accessLog) of(kind string) []vault.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []vault.Event
-	for _, e := range l.events {
-		if e.Kind == kind {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // newCredentialVault is a vault on a fresh SQLite store.
-func newCredentialVault(t *testing.T) (*vault.Vault, *accessLog) {
+func newCredentialVault(t *testing.T) (*vault.Vault, *vaulttest.Events) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	log := &accessLog{}
-	v, err := vault.Open(context.Background(), vault.Config{Store: st, Source: vault.KeyFile{Path: filepath.Join(dir, "vault.key"), Create: true}, Hook: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v, log
+	return vaulttest.New(t)
 }
 
 // bindSecret stores value as env/name for http.request steps sending to
@@ -193,7 +156,7 @@ func TestHTTPCredentialSchemes(t *testing.T) {
 				t.Errorf("output = %v", out)
 			}
 			assertNoValue(t, res, err, helpdeskToken, tc.want)
-			acc := log.of(vault.KindAccess)
+			acc := log.Of(vault.KindAccess)
 			want := vault.Access{RunID: "run_1", Workflow: "support/tickets", Environment: "prod", Connector: "http.request", Host: srv.host(t)}
 			if len(acc) != 1 || acc[0].Outcome != vault.OutcomeOK || acc[0].Access != want || acc[0].Name != "helpdesk-token" {
 				t.Errorf("accesses = %+v, want one ok for %+v", acc, want)
@@ -222,7 +185,7 @@ func TestHTTPCredentialRefusedForUnboundHost(t *testing.T) {
 	if n := len(elsewhere.requests()); n != 0 {
 		t.Errorf("the unbound host got %d requests", n)
 	}
-	if alerts := log.of(vault.KindBindingViolation); len(alerts) != 1 || alerts[0].Access.Host != elsewhere.host(t) {
+	if alerts := log.Of(vault.KindBindingViolation); len(alerts) != 1 || alerts[0].Access.Host != elsewhere.host(t) {
 		t.Errorf("binding alerts = %+v, want one for %s", alerts, elsewhere.host(t))
 	}
 }
@@ -295,7 +258,7 @@ func TestHTTPCredentialOtherEnvironment(t *testing.T) {
 	if n := len(srv.requests()); n != 0 {
 		t.Errorf("the server got %d requests", n)
 	}
-	acc := log.of(vault.KindAccess)
+	acc := log.Of(vault.KindAccess)
 	if len(acc) != 1 || acc[0].Environment != "staging" || acc[0].Outcome == vault.OutcomeOK {
 		t.Errorf("accesses = %+v, want one refused in staging", acc)
 	}
@@ -353,13 +316,13 @@ func TestHTTPCredentialRefusedBeforeSending(t *testing.T) {
 		t.Errorf("the server got %d requests", n)
 	}
 
-	before := len(log.of(vault.KindAccess))
+	before := len(log.Of(vault.KindAccess))
 	res, err = runCredentialStep(t, env, "{secret: helpdesk-token}", "http://helpdesk.example.com/api/tickets")
 	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "https only") {
 		t.Fatalf("err = %v, want a refusal of plain http", err)
 	}
 	assertNoValue(t, res, err, helpdeskToken)
-	if after := len(log.of(vault.KindAccess)); after != before {
+	if after := len(log.Of(vault.KindAccess)); after != before {
 		t.Errorf("the vault was asked for a plain-http request (%d accesses, want %d)", after, before)
 	}
 }
