@@ -181,8 +181,8 @@ func (p *PayloadKeys) key(ctx context.Context, runID, kind string, create bool) 
 	stored, err := p.keys.GetRunKey(ctx, runID, kind)
 	switch {
 	case errors.Is(err, store.ErrNotFound) && create:
-		made, err := p.create(ctx, runID)
-		if err == nil {
+		made, cerr := p.create(ctx, runID)
+		if cerr == nil {
 			for k, key := range made {
 				if k != kind {
 					zero(key)
@@ -190,8 +190,8 @@ func (p *PayloadKeys) key(ctx context.Context, runID, kind string, create bool) 
 			}
 			return made[kind], nil
 		}
-		if !errors.Is(err, store.ErrConflict) {
-			return nil, err
+		if !errors.Is(cerr, store.ErrConflict) {
+			return nil, cerr
 		}
 		// Made by another writer at the same time.
 		stored, err = p.keys.GetRunKey(ctx, runID, kind)

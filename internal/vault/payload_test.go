@@ -202,3 +202,40 @@ func FuzzPayloadOpen(f *testing.F) {
 		}
 	})
 }
+
+// staleKeys answers the first lookup with "not found", as a node does that
+// looked just before another node made the run's keys.
+type staleKeys struct {
+	store.RunKeyStore
+	stale bool
+}
+
+func (s *staleKeys) GetRunKey(ctx context.Context, runID, kind string) (store.RunKey, error) {
+	if s.stale {
+		s.stale = false
+		return store.RunKey{}, store.ErrNotFound
+	}
+	return s.RunKeyStore.GetRunKey(ctx, runID, kind)
+}
+
+// Two nodes making one run's keys at once: the one that loses uses the
+// winner's keys.
+func TestPayloadKeysMadeByAnotherNode(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	keys := openRunKeys(t, e.dir)
+	winner := e.v.PayloadKeys(keys, PayloadKeysOptions{})
+	loser := e.open(t).PayloadKeys(&staleKeys{RunKeyStore: keys, stale: true}, PayloadKeysOptions{})
+	if err := winner.Prepare(ctx, "run-1"); err != nil {
+		t.Fatal(err)
+	}
+	in := field("run-1", store.PayloadInput, "input")
+	sealed, err := loser.Seal(ctx, in, []byte("both nodes read this"))
+	if err != nil {
+		t.Fatalf("Seal on the node that lost the race: %v", err)
+	}
+	if got, err := winner.Open(ctx, in, sealed); err != nil || string(got) != "both nodes read this" {
+		t.Fatalf("Open on the other node: %q, %v", got, err)
+	}
+}
