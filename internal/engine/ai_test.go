@@ -273,14 +273,22 @@ func (m *memTokens) LoadTokens(_ context.Context, runID string) ([]gateway.Token
 func (m *memTokens) SaveTokens(_ context.Context, runID string, tokens []gateway.TokenEntry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var fresh []gateway.TokenEntry
 	for _, t := range tokens {
+		known := false
 		for _, have := range m.byRun[runID] {
 			if have.Token == t.Token && have.Value != t.Value {
 				return errors.New("token taken")
 			}
+			// Saved already, by a step running beside this one: as the
+			// store does, adding it again adds nothing.
+			known = known || have == t
+		}
+		if !known {
+			fresh = append(fresh, t)
 		}
 	}
-	m.byRun[runID] = append(m.byRun[runID], tokens...)
+	m.byRun[runID] = append(m.byRun[runID], fresh...)
 	return nil
 }
 
