@@ -26,7 +26,9 @@ type fakeSealer struct {
 
 func newFakeSealer() *fakeSealer { return &fakeSealer{destroyed: map[string]bool{}} }
 
-func fieldTag(f store.PayloadField) string { return "sealed(" + f.RunID + "/" + f.Kind + "/" + f.Name + "):" }
+func fieldTag(f store.PayloadField) string {
+	return "sealed(" + f.RunID + "/" + f.Kind + "/" + f.Name + "):"
+}
 
 func subjectDigest(word string) []byte { d := sha256.Sum256([]byte(word)); return d[:] }
 
