@@ -38,35 +38,8 @@ func newInputSchema(in *workflow.Input) *inputSchema {
 		return s
 	}
 	s.root = in.Schema
-	set := map[string]bool{}
-	collectClasses(s.root, set, 0)
-	s.all = slices.Sorted(maps.Keys(set))
+	s.all = s.schema.Classes()
 	return s
-}
-
-// collectClasses walks a schema document as written (no $ref followed, so
-// it ends) and gathers every x-data-class.
-func collectClasses(v any, set map[string]bool, depth int) {
-	if depth > workflow.MaxJSONDepth {
-		return
-	}
-	switch x := v.(type) {
-	case map[string]any:
-		if c, ok := x["x-data-class"].(string); ok && c != "" {
-			set[c] = true
-		}
-		for k, e := range x {
-			switch k {
-			case "const", "enum", "default", "examples":
-				continue // data, not schemas
-			}
-			collectClasses(e, set, depth+1)
-		}
-	case []any:
-		for _, e := range x {
-			collectClasses(e, set, depth+1)
-		}
-	}
 }
 
 // declaredAt is the nearest x-data-class at or above the path, and its

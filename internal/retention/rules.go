@@ -7,8 +7,6 @@ package retention
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -73,7 +71,7 @@ func (r Rules) For(def *workflow.Definition) store.Retention {
 		set(&out.Output, w.Output)
 	}
 	if def.Input != nil {
-		if c := r.Cap(declaredClasses(def.Input.Schema)); c > 0 {
+		if c := r.Cap(workflow.NewInputSchema(def.Input).Classes()); c > 0 {
 			out.Input, out.Steps, out.Output = capped(out.Input, c), capped(out.Steps, c), capped(out.Output, c)
 		}
 	}
@@ -96,30 +94,4 @@ func capped(keep, limit time.Duration) time.Duration {
 		return limit
 	}
 	return keep
-}
-
-// declaredClasses lists the x-data-class annotations anywhere in a schema.
-func declaredClasses(schema any) []string {
-	seen := map[string]bool{}
-	var walk func(v any, depth int)
-	walk = func(v any, depth int) {
-		if depth > 64 {
-			return
-		}
-		switch n := v.(type) {
-		case map[string]any:
-			if c, ok := n["x-data-class"].(string); ok && c != "" {
-				seen[c] = true
-			}
-			for _, child := range n {
-				walk(child, depth+1)
-			}
-		case []any:
-			for _, child := range n {
-				walk(child, depth+1)
-			}
-		}
-	}
-	walk(schema, 0)
-	return slices.Sorted(maps.Keys(seen))
 }

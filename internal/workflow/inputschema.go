@@ -1,8 +1,10 @@
 package workflow
 
 import (
+	"maps"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -37,6 +39,40 @@ func NewInputSchema(in *Input) *InputSchema {
 		return &InputSchema{}
 	}
 	return &InputSchema{root: in.Schema}
+}
+
+// Classes lists, sorted, every x-data-class the schema declares anywhere,
+// read as written (no $ref followed, so the walk ends; values of const,
+// enum, default and examples are data, not schemas).
+func (s *InputSchema) Classes() []string {
+	set := map[string]bool{}
+	var walk func(v any, depth int)
+	walk = func(v any, depth int) {
+		if depth > MaxJSONDepth {
+			return
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			if c, ok := x["x-data-class"].(string); ok && c != "" {
+				set[c] = true
+			}
+			for k, e := range x {
+				switch k {
+				case "const", "enum", "default", "examples":
+					continue
+				}
+				walk(e, depth+1)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e, depth+1)
+			}
+		}
+	}
+	if s.root != nil {
+		walk(s.root, 0)
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // Declared is the nearest x-data-class at or above the path, and its trust:
