@@ -126,10 +126,9 @@ func (a *auditor) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	id := gateway.NewRequestID()
 	w.Header().Set(headerRequestID, id)
 
-	actor := "anonymous"
+	actor := actorOf(r.Context())
 	details := map[string]any{"requestId": id, "method": r.Method, "route": pattern, "client": r.RemoteAddr}
 	if p, ok := PrincipalFrom(r.Context()); ok {
-		actor = "key:" + p.TokenID
 		details["keyName"] = p.Name
 	}
 	resource := a.resource(r, pattern, route)

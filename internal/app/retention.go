@@ -2,9 +2,7 @@ package app
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/moatproject/moat/internal/audit"
@@ -45,16 +43,7 @@ func (a *App) openRetention(ctx context.Context) error {
 // subjectDigest keys the subject index with the audit log's HMAC key, in a
 // domain of its own, so that neither digest can stand for the other.
 func subjectDigest(l *audit.Log) retention.Digest {
-	return func(normalised string) []byte {
-		h := strings.TrimPrefix(l.HMAC("moat/retention/subject/v1\x00"+normalised), "hmac-sha256:")
-		b, err := hex.DecodeString(h)
-		if err != nil {
-			// The log's HMAC is hex by construction; keep the text rather
-			// than lose the subject.
-			return []byte(h)
-		}
-		return b
-	}
+	return func(normalised string) []byte { return l.HMACSum("moat/retention/subject/v1", normalised) }
 }
 
 func retentionSettings(keep string, classes []string, every string) (retention.Rules, time.Duration, error) {

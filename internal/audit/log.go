@@ -263,6 +263,13 @@ func loadFrontier(ctx context.Context, q store.AuditQueries, n int64) (frontier,
 // in the form the log stores, so they can search the log for it.
 func (l *Log) HMAC(value string) string { return hmacValue(l.hmac, value) }
 
+// HMACSum is the raw HMAC-SHA256 under the log's key of domain, a NUL and
+// value: a keyed digest for other indexes (the retention subject index),
+// whose domain keeps it apart from every value the log itself stores.
+func (l *Log) HMACSum(domain, value string) []byte {
+	return hmacSum(l.hmac, domain+"\x00"+value)
+}
+
 // Append adds records to the log and returns their sequence numbers. It
 // returns once they are committed to the database (and accepted by every
 // required sink), or fails: with ErrTimeout after Options.Timeout, with

@@ -97,9 +97,13 @@ const hmacPrefix = "hmac-sha256:"
 
 // hmacValue is the HMAC-SHA256 of value under key, as the log stores it.
 func hmacValue(key []byte, value string) string {
+	return hmacPrefix + hex.EncodeToString(hmacSum(key, value))
+}
+
+func hmacSum(key []byte, value string) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(value))
-	return hmacPrefix + hex.EncodeToString(m.Sum(nil))
+	return m.Sum(nil)
 }
 
 // canonicalDetails returns the canonical JSON of details: sensitive values
