@@ -114,6 +114,10 @@ func (q *Queries) queryRow(ctx context.Context, s stmt, args ...any) *sql.Row {
 // fail wraps err with what was being done, turning sql.ErrNoRows into
 // store.ErrNotFound and driver errors into the store's sentinels.
 func (q *Queries) fail(err error, format string, args ...any) error {
+	return failWith(q.classify, err, format, args...)
+}
+
+func failWith(classify func(error) error, err error, format string, args ...any) error {
 	what := fmt.Sprintf(format, args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("store: %s: %w", what, store.ErrNotFound)
@@ -121,7 +125,7 @@ func (q *Queries) fail(err error, format string, args ...any) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("store: %s: %w", what, err)
 	}
-	if sentinel := q.classify(err); sentinel != nil {
+	if sentinel := classify(err); sentinel != nil {
 		return fmt.Errorf("store: %s: %w: %w", what, sentinel, err)
 	}
 	return fmt.Errorf("store: %s: %w", what, err)

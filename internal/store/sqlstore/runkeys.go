@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -52,14 +51,7 @@ func NewRunKeys(d Dialect, db *sql.DB, afterDestroy func(context.Context) error,
 var _ store.RunKeyStore = (*RunKeys)(nil)
 
 func (k *RunKeys) fail(err error, format string, args ...any) error {
-	what := fmt.Sprintf(format, args...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("store: %s: %w", what, store.ErrNotFound)
-	}
-	if sentinel := k.classify(err); sentinel != nil {
-		return fmt.Errorf("store: %s: %w: %w", what, sentinel, err)
-	}
-	return fmt.Errorf("store: %s: %w", what, err)
+	return failWith(k.classify, err, format, args...)
 }
 
 func (k *RunKeys) PutRunKeys(ctx context.Context, keys []store.RunKey) error {
