@@ -190,6 +190,9 @@ func TestServeApplyGatewayResources(t *testing.T) {
 		t.Fatalf("stored %d resources: %v", len(all), err)
 	}
 	// Each document is audited like an API change: requested, then done.
+	if err := a.Audit.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	logged, err := a.Store.ListAudit(ctx, 0, 100)
 	var recs []store.AuditRecord
 	for _, r := range logged {

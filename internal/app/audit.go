@@ -18,6 +18,13 @@ func (a *App) openAudit(ctx context.Context) error {
 		return err
 	}
 	opts := audit.Options{Logger: a.Log, Require: a.Config.AuditRequire}
+	if a.Config.DatabaseURL == "" {
+		// This process alone writes the SQLite database (the data dir is
+		// locked), so records can be durable in a journal before the
+		// database commits them, which takes the commit off the path of
+		// every audited action.
+		opts.Journal = filepath.Join(a.Config.DataDir, audit.JournalFile)
+	}
 	if path := a.Config.AuditFile; path != "" {
 		sink, err := audit.NewFileSink(path, audit.FileSinkOptions{})
 		if err != nil {

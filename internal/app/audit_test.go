@@ -39,6 +39,9 @@ func TestSecretReadsAreAudited(t *testing.T) {
 		t.Fatal("a read for another host was allowed")
 	}
 
+	if err := a.Audit.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	recs, err := a.Store.ListAudit(ctx, 0, 100)
 	if err != nil {
 		t.Fatal(err)

@@ -794,6 +794,9 @@ type auditRecord struct {
 
 func auditRecords(t *testing.T, a *app.App) []auditRecord {
 	t.Helper()
+	if err := a.Audit.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var out []auditRecord
 	for from := int64(0); ; {
 		recs, err := a.Store.ListAudit(context.Background(), from, 1000)

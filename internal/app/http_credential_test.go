@@ -105,6 +105,9 @@ steps:
 	}
 	mu.Unlock()
 
+	if err := a.Audit.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	recs, err := a.Store.ListAudit(ctx, 0, 1000)
 	if err != nil {
 		t.Fatal(err)

@@ -43,9 +43,18 @@ func BenchmarkAppend(b *testing.B) {
 // cpu-ns/op is the process's CPU time (every goroutine, the collector
 // included) per record, steadier than ns/op on a shared machine.
 func BenchmarkAppendAlone(b *testing.B) {
-	s, _ := openStore(b)
+	b.Run("database", func(b *testing.B) { benchmarkAppendAlone(b, false) })
+	b.Run("journal", func(b *testing.B) { benchmarkAppendAlone(b, true) })
+}
+
+func benchmarkAppendAlone(b *testing.B, journal bool) {
+	s, path := openStore(b)
 	signer, _, hkey := testKeys(b)
-	l := openLog(b, s, signer, hkey, Options{})
+	var opts Options
+	if journal {
+		opts.Journal = path + ".journal"
+	}
+	l := openLog(b, s, signer, hkey, opts)
 	b.ReportAllocs()
 	i := 0
 	cpu := processCPU()

@@ -59,3 +59,39 @@ func TestFullDiskFailsClosed(t *testing.T) {
 		t.Fatalf("the file verifies with %d records, fewer than the %d accepted", rep.Records, accepted)
 	}
 }
+
+// TestFullJournalDiskFailsClosed puts the journal on a 64 KiB filesystem:
+// once it is full an append fails, and every record acknowledged before
+// reaches the database and verifies.
+func TestFullJournalDiskFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v); the full-disk test needs it", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+
+	s, _ := openStore(t)
+	signer, verifier, hkey := testKeys(t)
+	l := openLog(t, s, signer, hkey, Options{Journal: filepath.Join(dir, JournalFile)})
+	accepted := 0
+	var appendErr error
+	for i := range 10_000 {
+		if _, appendErr = l.Append(t.Context(), testRecord(i)); appendErr != nil {
+			break
+		}
+		accepted++
+	}
+	if appendErr == nil {
+		t.Fatal("10,000 records fitted in 64 KiB; the disk never filled")
+	}
+	if !errors.Is(appendErr, syscall.ENOSPC) {
+		t.Fatalf("append on a full disk: %v, want ENOSPC", appendErr)
+	}
+	t.Logf("the journal filled after %d records: %v", accepted, appendErr)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyStore(t, s, verifier); rep.Records != int64(accepted) {
+		t.Fatalf("the database holds %d records, want the %d accepted", rep.Records, accepted)
+	}
+}

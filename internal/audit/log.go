@@ -46,6 +46,13 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives sink failures (never a record's content).
 	Logger *slog.Logger
+	// Journal names a file that makes records durable before the database
+	// holds them (see journal.go): Append returns once its records are
+	// written there, and the writer moves them into the database in
+	// batches. Only for a store no other process appends to (SQLite, whose
+	// data directory Moat locks), since the log then numbers records
+	// without asking the store.
+	Journal string
 }
 
 func (o *Options) defaults() {
@@ -102,6 +109,26 @@ type Log struct {
 	lastCPAt time.Time
 	stale    bool // the store may differ from tree: reload before writing
 
+	// With a journal, tree is the journaled tree and these are the
+	// journaled records the database does not hold yet, the writer's last
+	// failure to commit them (appends are refused while it stands) and
+	// scratch for the frames of an append.
+	journal   *journal
+	pending   []store.AuditRecord
+	commitErr error
+	frameBuf  []byte
+	// wake tells the writer that records wait in the journal, hurry that
+	// it should not wait for more. dbTree, the tree the database holds,
+	// belongs to the writer goroutine, as do lastCP and lastCPAt with a
+	// journal.
+	wake, hurry   chan struct{}
+	requiredSinks bool // an append waits for the database: commit at once
+	dbTree        frontier
+	// settledCh is closed, and replaced, each time the database takes
+	// records, for Flush.
+	settledMu sync.Mutex
+	settledCh chan struct{}
+
 	size    atomic.Int64 // committed records, for Stats and the sinks
 	cpSize  atomic.Int64 // size of the newest checkpoint
 	runners []*sinkRunner
@@ -136,12 +163,19 @@ func Open(ctx context.Context, st store.Store, signer note.Signer, hmacKey []byt
 	}
 	l := &Log{
 		st: st, signer: signer, hmac: hmacKey, opts: opts,
-		reqs:    make(chan *request, 4096),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		reqs:      make(chan *request, 4096),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+		settledCh: make(chan struct{}),
 	}
 	if err := l.load(ctx); err != nil {
 		return nil, err
+	}
+	if opts.Journal != "" {
+		l.requiredSinks = len(opts.Require) > 0
+		if err := l.openJournal(ctx); err != nil {
+			return nil, err
+		}
 	}
 	required := map[string]bool{}
 	for _, name := range opts.Require {
@@ -165,11 +199,18 @@ func Open(ctx context.Context, st store.Store, signer note.Signer, hmacKey []byt
 			for _, started := range l.runners {
 				started.stop(time.Second)
 			}
+			if l.journal != nil {
+				l.journal.close()
+			}
 			return nil, err
 		}
 		l.runners = append(l.runners, r)
 	}
-	go l.run()
+	if l.journal != nil {
+		go l.runJournaled()
+	} else {
+		go l.run()
+	}
 	return l, nil
 }
 
@@ -301,6 +342,9 @@ func (l *Log) Append(ctx context.Context, recs ...Record) ([]int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("audit: append: %w", err)
 	}
+	if l.journal != nil {
+		return l.appendJournaled(ctx, req, started)
+	}
 	if len(l.reqs) == 0 && l.mu.TryLock() {
 		// No commit is under way and none is queued: commit here instead of
 		// waking the writer and waiting to be woken in turn (two goroutine
@@ -395,6 +439,13 @@ func (l *Log) Size() int64 { return l.size.Load() }
 // store stays open: it belongs to the caller.
 func (l *Log) Close() error {
 	l.once.Do(func() {
+		if l.journal != nil {
+			// Appends end here, not once the writer has committed what
+			// waits, which appenders could otherwise keep growing.
+			l.mu.Lock()
+			l.closed = true
+			l.mu.Unlock()
+		}
 		close(l.closing)
 		<-l.done
 		var errs []error
@@ -504,7 +555,7 @@ func (l *Log) write(batch []*request, n int, forceCheckpoint bool, deadline time
 		// One record and no checkpoint: one statement, which the database
 		// commits by itself, without a transaction's own statements.
 		tree := l.tree.cloneInto(l.spare)
-		rows := l.hashBatch(&tree, batch, n)
+		rows := l.hashBatch(&tree, batch, n, nil)
 		err := l.st.AppendAudit(ctx, rows)
 		if err == nil {
 			l.committed(tree, l.lastCP, rows, nil, now)
@@ -539,7 +590,7 @@ func (l *Log) write(batch []*request, n int, forceCheckpoint bool, deadline time
 					return err
 				}
 			}
-			rows = l.hashBatch(&tree, batch, n)
+			rows = l.hashBatch(&tree, batch, n, nil)
 			cp = nil
 			if tree.size > lastCP && (forceCheckpoint || l.checkpointDue(tree.size, lastCP, now)) {
 				c, err := l.sign(&tree, now)
@@ -595,7 +646,19 @@ func (l *Log) failed(err error, rows []store.AuditRecord) error {
 func (l *Log) committed(tree frontier, lastCP int64, rows []store.AuditRecord, cp *store.AuditCheckpoint, now time.Time) {
 	l.spare = l.tree.nodes
 	l.tree, l.lastCP, l.stale = tree, lastCP, false
-	l.size.Store(tree.size)
+	l.settled(tree.size, rows, cp, now)
+}
+
+// settled records that the database holds size records (rows the last of
+// them) and checkpoint cp, if any, and hands both to the sinks.
+func (l *Log) settled(size int64, rows []store.AuditRecord, cp *store.AuditCheckpoint, now time.Time) {
+	l.size.Store(size)
+	if l.journal != nil {
+		l.settledMu.Lock()
+		close(l.settledCh)
+		l.settledCh = make(chan struct{})
+		l.settledMu.Unlock()
+	}
 	if cp != nil {
 		l.lastCP, l.lastCPAt = cp.Size, now
 		l.cpSize.Store(cp.Size)
@@ -610,12 +673,12 @@ func (l *Log) committed(tree frontier, lastCP int64, rows []store.AuditRecord, c
 	if cp != nil {
 		lines = append(lines, Line{Type: LineCheckpoint, Checkpoint: cp})
 	}
-	first := tree.size
+	first := size
 	if len(rows) > 0 {
 		first = rows[0].Seq
 	}
 	if len(lines) > 0 {
-		l.publish(first, tree.size, lines)
+		l.publish(first, size, lines)
 	}
 }
 
@@ -641,8 +704,9 @@ func loadTail(ctx context.Context, q store.AuditQueries) (frontier, int64, error
 }
 
 // hashBatch numbers the batch's records from tree's size, adds them to
-// tree and returns the rows to store, each with its stored hashes.
-func (l *Log) hashBatch(tree *frontier, batch []*request, n int) []store.AuditRecord {
+// tree and returns the rows to store, each with its stored hashes. With
+// frames it also appends each record's journal frame there.
+func (l *Log) hashBatch(tree *frontier, batch []*request, n int, frames *[]byte) []store.AuditRecord {
 	rows := make([]store.AuditRecord, 0, n)
 	stored := 0
 	for seq := tree.size; seq < tree.size+int64(n); seq++ {
@@ -657,6 +721,9 @@ func (l *Log) hashBatch(tree *frontier, batch []*request, n int) []store.AuditRe
 			r.Seq = tree.size
 			var leaf tlog.Hash
 			leaf, buf = leafHash(buf, r)
+			if frames != nil {
+				*frames = appendJournalFrame(*frames, buf)
+			}
 			hs = tree.push(leaf, hs[:0])
 			start := len(hashes)
 			for _, h := range hs {

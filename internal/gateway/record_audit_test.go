@@ -33,6 +33,9 @@ func TestAuditRecorderRecordsCallsWithoutPayloads(t *testing.T) {
 		Data: []DataItem{{Name: "ticket", Value: injectionText}}}
 	wantCode(t, func() error { _, err := g.Chat(context.Background(), refused); return err }(), CodeInjection)
 
+	if err := log.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	recs, err := st.ListAudit(context.Background(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +110,9 @@ func TestAuditRecorderRecordsSubjectsOfAnswersAndDeclaredItems(t *testing.T) {
 		Data: []DataItem{{Name: "customer", Value: "  Jane   DOE ", Class: "pii.person"}}}
 	wantCode(t, func() error { _, err := g.Chat(context.Background(), req); return err }(), CodeCheckFailed)
 
+	if err := log.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	recs, err := st.ListAudit(context.Background(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +145,9 @@ func TestAuditRecorderBoundsSubjects(t *testing.T) {
 		rec.Subjects = append(rec.Subjects, v)
 	}
 	if err := (AuditRecorder{Log: log}).Record(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := st.ListAudit(context.Background(), 0, 10)

@@ -16,20 +16,29 @@ import (
 )
 
 // New opens an audit log on a SQLite database of its own in a temporary
-// directory, both closed when the test ends.
+// directory, both closed when the test ends. Like moat serve on SQLite it
+// keeps a journal, so a test that reads the database after appending must
+// call the log's Flush first.
 func New(tb testing.TB) (*audit.Log, store.Store) {
 	tb.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "audit.db"))
+	dir := tb.TempDir()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "audit.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	return OpenLog(tb, st), st
+	return open(tb, st, audit.Options{Journal: filepath.Join(dir, "audit.journal")}), st
 }
 
 // OpenLog opens an audit log on st with a fresh signing key and HMAC key,
-// closed when the test ends.
+// closed when the test ends. It keeps no journal: each Append returns once
+// the database holds its records.
 func OpenLog(tb testing.TB, st store.Store) *audit.Log {
+	tb.Helper()
+	return open(tb, st, audit.Options{})
+}
+
+func open(tb testing.TB, st store.Store, opts audit.Options) *audit.Log {
 	tb.Helper()
 	skey, _, err := note.GenerateKey(rand.Reader, audit.KeyName)
 	if err != nil {
@@ -41,7 +50,7 @@ func OpenLog(tb testing.TB, st store.Store) *audit.Log {
 	}
 	hkey := make([]byte, 32)
 	rand.Read(hkey)
-	l, err := audit.Open(context.Background(), st, signer, hkey, audit.Options{})
+	l, err := audit.Open(context.Background(), st, signer, hkey, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

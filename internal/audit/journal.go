@@ -1,0 +1,227 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"strconv"
+	"time"
+)
+
+// The journal is an append-only file that holds each record, in its
+// canonical encoding, from the moment Append accepts it until the database
+// does. One write(2) per Append makes the records durable against a crash
+// of the process, as a commit with SQLite's synchronous=NORMAL is (neither
+// survives a power cut unsynced); the writer goroutine then moves them into
+// the database in batches, off the caller's path, and the next Open commits
+// whatever a crash left behind before the log takes new records.
+//
+// A frame is:
+//
+//	<body length: uint32, big endian> <CRC-32C of body: uint32, big endian> <body: canonical record>
+type journal struct {
+	f    *os.File
+	path string
+	size int64 // bytes of whole frames in the file
+	// broken is set when a failed write could not be cut off again: the
+	// file may end in part of a frame, so nothing more is written to it.
+	broken error
+}
+
+// JournalFile is the journal's name in the data directory.
+const JournalFile = "audit.journal"
+
+const journalFrameHeader = 8
+
+// maxJournalBody bounds one frame: a record's fields and details are
+// bounded well below it.
+const maxJournalBody = maxDetailsLen + 8*maxFieldLen
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errJournal reports a journal that cannot be read back.
+var errJournal = errors.New("audit: damaged journal")
+
+// openJournal opens (creating) the journal at path and reads back the
+// records it holds. A frame cut short at the end of the file (a crash in
+// the middle of a write) is dropped and cut off; any other damage is an
+// error, since records in it may have been acknowledged.
+func openJournal(path string) (*journal, []stored, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: open journal: %w", err)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("audit: read journal %s: %w", path, err)
+	}
+	recs, whole, err := readJournal(data)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%w %s: %w; move it aside to start without its records, which then are missing from the log", errJournal, path, err)
+	}
+	if whole < int64(len(data)) {
+		if err := f.Truncate(whole); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("audit: cut the torn end off journal %s: %w", path, err)
+		}
+	}
+	return &journal{f: f, path: path, size: whole}, recs, nil
+}
+
+// readJournal decodes the frames of data and returns their records and the
+// length of the whole frames. A frame cut short at the end, or an end of
+// zero bytes (what a file system may leave of a write it lost), is not an
+// error: those bytes were never acknowledged.
+func readJournal(data []byte) ([]stored, int64, error) {
+	var recs []stored
+	off := 0
+	for off < len(data) {
+		rest := data[off:]
+		if len(rest) < journalFrameHeader {
+			return recs, int64(off), nil
+		}
+		n := binary.BigEndian.Uint32(rest)
+		sum := binary.BigEndian.Uint32(rest[4:])
+		if n == 0 && allZero(rest) {
+			return recs, int64(off), nil
+		}
+		if n == 0 || n > maxJournalBody {
+			return nil, 0, fmt.Errorf("frame at byte %d claims %d bytes", off, n)
+		}
+		if uint64(len(rest)-journalFrameHeader) < uint64(n) {
+			return recs, int64(off), nil
+		}
+		body := rest[journalFrameHeader : journalFrameHeader+int(n)]
+		if crc32.Checksum(body, castagnoli) != sum {
+			return nil, 0, fmt.Errorf("frame at byte %d fails its checksum", off)
+		}
+		r, err := parseCanonical(body)
+		if err != nil {
+			return nil, 0, fmt.Errorf("frame at byte %d: %w", off, err)
+		}
+		if len(recs) > 0 && r.Seq != recs[len(recs)-1].Seq+1 {
+			return nil, 0, fmt.Errorf("frame at byte %d holds record %d after record %d", off, r.Seq, recs[len(recs)-1].Seq)
+		}
+		recs = append(recs, r)
+		off += journalFrameHeader + int(n)
+	}
+	return recs, int64(off), nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// appendJournalFrame appends the frame of one canonical record.
+func appendJournalFrame(b, canonical []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(canonical)))
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(canonical, castagnoli))
+	return append(b, canonical...)
+}
+
+// write appends frames at the end of the journal in one system call.
+func (j *journal) write(frames []byte) error {
+	if j.broken != nil {
+		return j.broken
+	}
+	if _, err := j.f.WriteAt(frames, j.size); err != nil {
+		// Part of the frames may be in the file: cut them off, or stop
+		// writing, since the next frame would follow a torn one.
+		if terr := j.f.Truncate(j.size); terr != nil {
+			j.broken = fmt.Errorf("audit: journal %s: a write failed (%w) and could not be undone (%w); restart to recover", j.path, err, terr)
+		}
+		return fmt.Errorf("audit: write journal %s: %w", j.path, err)
+	}
+	j.size += int64(len(frames))
+	return nil
+}
+
+// reset empties the journal once the database holds all its records,
+// which also mends a journal a failed write left broken.
+func (j *journal) reset() error {
+	if err := j.f.Truncate(0); err != nil {
+		return fmt.Errorf("audit: empty journal %s: %w", j.path, err)
+	}
+	j.size, j.broken = 0, nil
+	return nil
+}
+
+func (j *journal) close() error { return j.f.Close() }
+
+// parseCanonical decodes a record's canonical encoding (appendCanonical),
+// accepting only bytes that encode back to themselves.
+func parseCanonical(b []byte) (stored, error) {
+	var r stored
+	rest, ok := bytes.CutPrefix(b, []byte(recordVersion+"\n"))
+	if !ok {
+		return r, errors.New("not a canonical record")
+	}
+	var micros int64
+	var err error
+	if r.Seq, rest, err = cutNumber(rest); err != nil {
+		return r, fmt.Errorf("seq: %w", err)
+	}
+	if micros, rest, err = cutNumber(rest); err != nil {
+		return r, fmt.Errorf("time: %w", err)
+	}
+	r.Time = time.UnixMicro(micros).UTC()
+	var fields [5][]byte
+	for i := range fields {
+		if fields[i], rest, err = cutField(rest, i == len(fields)-1); err != nil {
+			return r, fmt.Errorf("field %d: %w", i+1, err)
+		}
+	}
+	r.Actor, r.Action, r.Resource, r.Outcome = string(fields[0]), string(fields[1]), string(fields[2]), string(fields[3])
+	r.Details = bytes.Clone(fields[4])
+	if r.Seq < 0 || !bytes.Equal(appendCanonical(nil, &r), b) {
+		return r, errors.New("not in canonical form")
+	}
+	return r, nil
+}
+
+// cutNumber reads a decimal number ended by a newline.
+func cutNumber(b []byte) (int64, []byte, error) {
+	digits, rest, ok := bytes.Cut(b, []byte{'\n'})
+	if !ok {
+		return 0, nil, errors.New("no end of line")
+	}
+	n, err := strconv.ParseInt(string(digits), 10, 64)
+	if err != nil {
+		return 0, nil, errors.New("not a number")
+	}
+	return n, rest, nil
+}
+
+// cutField reads <length>:<bytes>, then a newline unless last.
+func cutField(b []byte, last bool) ([]byte, []byte, error) {
+	digits, rest, ok := bytes.Cut(b, []byte{':'})
+	if !ok || len(digits) > 10 {
+		return nil, nil, errors.New("no length")
+	}
+	n, err := strconv.Atoi(string(digits))
+	if err != nil || n < 0 || n > len(rest) {
+		return nil, nil, errors.New("bad length")
+	}
+	field, rest := rest[:n], rest[n:]
+	if last {
+		if len(rest) != 0 {
+			return nil, nil, errors.New("bytes after the last field")
+		}
+		return field, rest, nil
+	}
+	if len(rest) == 0 || rest[0] != '\n' {
+		return nil, nil, errors.New("no end of line")
+	}
+	return field, rest[1:], nil
+}
