@@ -39,7 +39,7 @@ func Injection(text string) InjectionResult {
 // injection is Injection, and with data set InjectionInData.
 func injection(text string, data bool) InjectionResult {
 	sc := injPool.Get().(*injScratch)
-	sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0]}
+	sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0], leetAt: sc.n.leetAt[:0]}
 	sc.n.fill(text)
 	hits := sc.hits[:0]
 	sc.toks = collectSignals(&sc.n, text, &hits, 0, sc.toks[:0])
@@ -52,7 +52,7 @@ func injection(text string, data bool) InjectionResult {
 		sc.hits = hits[:0]
 		clear(sc.toks)
 		sc.toks = sc.toks[:0]
-		sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0]}
+		sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0], leetAt: sc.n.leetAt[:0]}
 		injPool.Put(sc)
 	}
 	return res
@@ -433,6 +433,15 @@ var roleWords = map[string]float64{
 	"developer": 0.5, "admin": 0.4, "administrator": 0.4, "response": 0.35,
 }
 
+// maxRoleWord is the length of the longest key of roleWords.
+var maxRoleWord = func() int {
+	n := 0
+	for w := range roleWords {
+		n = max(n, len(w))
+	}
+	return n
+}()
+
 // roleHeader recognises a line that is only a role name dressed as a
 // header: "### System", "System:", "[ASSISTANT]", "<user>", "**system**:".
 // "### System requirements" is a heading about systems, not a role.
@@ -447,7 +456,15 @@ func roleHeader(line string) (string, float64, bool) {
 	}
 	s = strings.TrimSpace(s)
 	// The role word ends at ':' or at a closing bracket, or the line ends.
-	end := strings.IndexAny(s, ":]>)*|=#")
+	// A line whose first maxRoleWord+1 bytes hold no such end and are
+	// followed by more than white space starts with too long a word: an
+	// ordinary line of prose is turned down without being read to its end.
+	const roleWordEnds = ":]>)*|=#"
+	if len(s) > maxRoleWord && s[maxRoleWord] < utf8.RuneSelf && !asciiSpace(s[maxRoleWord]) &&
+		!strings.ContainsAny(s[:maxRoleWord+1], roleWordEnds) {
+		return "", 0, false
+	}
+	end := strings.IndexAny(s, roleWordEnds)
 	colon := false
 	rest := ""
 	if end >= 0 {
@@ -525,17 +542,35 @@ func markdownExfil(orig string, hits *[]injHit) {
 
 // encodedPayloads decodes base64 and hex blobs and looks for instructions
 // inside. Binary (an image, a digest) decodes to nothing readable.
+//
+// A blob starts at the first base64 byte of a run of base64 bytes and '='
+// and ends with the run; only blobs of 24 bytes or more are decoded. Such a
+// run covers every 24th byte it passes, so the scan looks at every 24th
+// byte and reads a run around it only when that byte is in one: prose,
+// whose words are far shorter, is read a word every 24 bytes.
 func encodedPayloads(orig string, hits *[]injHit) {
-	for i := 0; i < len(orig); {
-		if !b64Byte(orig[i]) {
-			i++
+	const minBlob = 24
+	// Every run that starts before p has been dealt with, and orig[p-1]
+	// (when p > 0) is not in a run.
+	for p := 0; p+minBlob <= len(orig); {
+		probe := p + minBlob - 1
+		if b64Class[orig[probe]] == 0 {
+			p = probe + 1
 			continue
 		}
-		j := i
+		runStart, j := probe, probe+1
+		for runStart > p && b64Class[orig[runStart-1]] != 0 {
+			runStart--
+		}
 		for j < len(orig) && b64Class[orig[j]] != 0 {
 			j++
 		}
-		if j-i >= 24 && (i == 0 || !b64Byte(orig[i-1])) {
+		p = j
+		i := runStart
+		for i < j && !b64Byte(orig[i]) { // leading '='
+			i++
+		}
+		if j-i >= minBlob {
 			blob := orig[i:j]
 			if dec, kind, ok := decodeBlob(blob); ok {
 				var inner []injHit
@@ -551,7 +586,6 @@ func encodedPayloads(orig string, hits *[]injHit) {
 				}
 			}
 		}
-		i = j
 	}
 }
 

@@ -21,6 +21,7 @@ type normalized struct {
 	text       string
 	start, end []int32 // per byte of text: the source rune's original byte range
 	buf        []byte  // scratch for building text, kept for reuse
+	leetAt     []int32 // scratch: where text holds a leet character before undoLeet
 	leet       []bool  // per byte of text: produced by undoing leetspeak
 
 	invisible int    // zero-width and other invisible format characters removed
@@ -110,8 +111,9 @@ func normalize(text string) *normalized {
 	return n
 }
 
-// fill normalises text into n, reusing n's start, end and buf slices
-// (their previous contents are discarded). n must be zero apart from those.
+// fill normalises text into n, reusing n's start, end, buf and leetAt
+// slices (their previous contents are discarded). n must be zero apart
+// from those.
 func (n *normalized) fill(text string) {
 	buf := n.buf[:0]
 	if cap(buf) < len(text) {
@@ -127,7 +129,12 @@ func (n *normalized) fill(text string) {
 	space := byte(0) // pending whitespace: 0, ' ' or '\n'
 	spaceFrom, spaceTo := 0, 0
 	var prev rune
-	maybeLeet := false // some byte may start leetspeak (see undoLeet)
+	// Leetspeak is undone only where text holds a leet character, and only
+	// when some byte is a leet character other than a digit, or a digit
+	// right after a letter (see undoLeet); both are noted as bytes are
+	// written, so that undoLeet need not read the whole text again.
+	leetAt := n.leetAt[:0]
+	leetWanted := false
 	for i := 0; i < len(text); {
 		if text[i] < utf8.RuneSelf {
 			// A stretch of ASCII: lower-cased, one byte per byte, white
@@ -138,6 +145,10 @@ func (n *normalized) fill(text string) {
 			buf = slices.Grow(buf, need)[:w+need]
 			start = slices.Grow(start, need)[:w+need]
 			end = slices.Grow(end, need)[:w+need]
+			// Indexed like buf rather than appended to: a call to grow
+			// it inside the loop would slow the loop down.
+			nl := len(leetAt)
+			leetAt = slices.Grow(leetAt, need)[:nl+need]
 			last := byte(0) // last byte written
 			if w > 0 {
 				last = buf[w-1]
@@ -170,15 +181,21 @@ func (n *normalized) fill(text string) {
 				if cl&ncUpper != 0 {
 					c += 'a' - 'A'
 				}
-				if cl&ncLeet != 0 || cl&ncDigit != 0 && last >= 'a' && last <= 'z' {
-					maybeLeet = true
+				if cl&(ncLeet|ncDigit) != 0 {
+					if leetMap[c] != 0 {
+						leetAt[nl] = int32(w)
+						nl++
+					}
+					if cl&ncLeet != 0 || last >= 'a' && last <= 'z' {
+						leetWanted = true
+					}
 				}
 				buf[w], start[w], end[w] = c, int32(i), int32(i+1)
 				last = c
 				w++
 			}
 			prev = rune(text[i-1]) // the last ASCII byte read
-			buf, start, end = buf[:w], start[:w], end[:w]
+			buf, start, end, leetAt = buf[:w], start[:w], end[:w], leetAt[:nl]
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(text[i:])
@@ -220,8 +237,16 @@ func (n *normalized) fill(text string) {
 			}
 			m := len(buf)
 			buf = appendFoldRune(buf, r, n)
-			maybeLeet = true // not tracked outside ASCII: undoLeet looks
-			for range len(buf) - m {
+			for k := m; k < len(buf); k++ {
+				// A fold can give ASCII: "４" is "4", "！" is "!".
+				if c := buf[k]; normClass[c]&(ncLeet|ncDigit) != 0 {
+					if leetMap[c] != 0 {
+						leetAt = append(leetAt, int32(k))
+					}
+					if normClass[c]&ncLeet != 0 || k > 0 && buf[k-1] >= 'a' && buf[k-1] <= 'z' {
+						leetWanted = true
+					}
+				}
 				start = append(start, int32(i))
 				end = append(end, int32(j))
 			}
@@ -235,11 +260,12 @@ func (n *normalized) fill(text string) {
 	if len(tags) > 0 {
 		n.tagText = strings.ToLower(string(tags))
 	}
-	if maybeLeet {
-		n.undoLeet(buf)
+	if leetWanted {
+		n.undoLeet(buf, leetAt)
 	}
 	n.text = string(buf)
 	n.buf = buf
+	n.leetAt = leetAt
 }
 
 // Byte classes for the ASCII loop of fill.
@@ -315,49 +341,51 @@ func appendFoldRune(buf []byte, r rune, n *normalized) []byte {
 // undoLeet rewrites, in place, words that mix ASCII letters with leet
 // characters ("1gn0r3", "pr3v!0u5") into letters. Words of digits alone
 // (numbers) and words without any leet character are left as they are.
-func (n *normalized) undoLeet(t []byte) {
-	any := false
-	for i := 0; i < len(t); i++ {
-		if c := t[i]; leetStart[c] || c >= '0' && c <= '9' && i > 0 && t[i-1] >= 'a' && t[i-1] <= 'z' {
-			any = true
-			break
+// leetAt lists, in order, the bytes of t that are leet characters.
+//
+// fill calls it only when t holds a leet character other than a digit, or
+// a digit right after a letter: "0bey" alone is left as it is.
+func (n *normalized) undoLeet(t []byte, leetAt []int32) {
+	// Only a word holding a leet character can change, and whether it does
+	// depends on nothing outside its chunk (a run of bytes between spaces
+	// and newlines). So only the chunks holding a leet character are read;
+	// in ordinary prose that is a handful (a number, an e-mail address).
+	done := 0 // chunks before done have been dealt with
+	for _, at := range leetAt {
+		if int(at) < done {
+			continue
 		}
-	}
-	if !any {
-		return
-	}
-	chunkEnd := -1
-	for i := 0; i < len(t); {
-		if i > chunkEnd {
-			// Leave addresses alone: "a@b.com" and URLs are not leetspeak.
-			e := i
-			for e < len(t) && t[e] != ' ' && t[e] != '\n' {
-				e++
-			}
-			if isAddressChunk(t[i:e]) {
-				i = e
-				continue
-			}
-			chunkEnd = e
+		from, to := int(at), int(at)+1
+		for from > 0 && t[from-1] != ' ' && t[from-1] != '\n' {
+			from--
 		}
+		for to < len(t) && t[to] != ' ' && t[to] != '\n' {
+			to++
+		}
+		// Leave addresses alone: "a@b.com" and URLs are not leetspeak.
+		if !isAddressChunk(t[from:to]) {
+			n.undoLeetChunk(t, from, to)
+		}
+		done = to
+	}
+}
+
+// undoLeetChunk undoes leetspeak in the words of the chunk t[from:to].
+func (n *normalized) undoLeetChunk(t []byte, from, to int) {
+	for i := from; i < to; {
 		if !isLeetWordByte(t[i]) {
 			i++
 			continue
 		}
 		j := i
-		letters, leets, digits := 0, 0, 0
-		for j < len(t) && isLeetWordByte(t[j]) {
+		letters, leets := 0, 0
+		for j < to && isLeetWordByte(t[j]) {
 			c := t[j]
 			switch {
 			case c >= 'a' && c <= 'z':
 				letters++
 			case leetMap[c] != 0:
 				leets++
-				if c >= '0' && c <= '9' {
-					digits++
-				}
-			case c >= '0' && c <= '9':
-				digits++
 			}
 			j++
 		}
@@ -384,14 +412,6 @@ func (n *normalized) undoLeet(t []byte) {
 		i = j
 	}
 }
-
-// leetStart marks the leet characters that are not digits.
-var leetStart = func() (t [256]bool) {
-	for c := range 128 {
-		t[c] = leetMap[c] != 0 && (c < '0' || c > '9')
-	}
-	return t
-}()
 
 func isLeetWordByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c < 128 && leetMap[c] != 0
