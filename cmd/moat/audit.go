@@ -162,6 +162,16 @@ func newAuditVerifyCmd() *cobra.Command {
 			if rep.Covered < end {
 				fmt.Fprintf(out, "note: records %d..%d are not yet covered by a signed checkpoint (one is signed every N records, T seconds and on shutdown)\n", max(rep.Covered, rep.From), end-1)
 			}
+			if src.file == "" && src.databaseURL == "" {
+				journal := filepath.Join(src.dataDir, audit.JournalFile)
+				first, jend, err := audit.JournalRange(journal)
+				if err != nil {
+					return err
+				}
+				if jend > end {
+					fmt.Fprintf(out, "note: records %d..%d are in %s and not yet in the database: moat serve commits them within milliseconds, or at its next start after a crash\n", max(first, end), jend-1, journal)
+				}
+			}
 			return nil
 		},
 	}

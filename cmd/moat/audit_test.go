@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/detect"
+	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/pgtest"
 	"github.com/moatproject/moat/internal/store/postgres"
 	"github.com/moatproject/moat/internal/store/sqlite"
@@ -330,5 +332,46 @@ func TestAuditVerifyPostgres(t *testing.T) {
 	_, errOut, code = moat(t, "audit", "verify", "--database-url", u, "--key", key)
 	if code != 1 || !strings.Contains(errOut, "record 2: modified") {
 		t.Fatalf("code %d: %s", code, errOut)
+	}
+}
+
+// downStore refuses audit writes, like a database that is down.
+type downStore struct{ store.Store }
+
+func (downStore) AppendAudit(context.Context, []store.AuditRecord) error {
+	return errors.New("database down")
+}
+
+func (downStore) InTx(context.Context, func(store.Tx) error) error {
+	return errors.New("database down")
+}
+
+// Records acknowledged into the journal but not yet in the database are
+// named by verify, which reads the database only.
+func TestAuditVerifyNotesJournaledRecords(t *testing.T) {
+	t.Parallel()
+	dir := auditDataDir(t, 25)
+	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	keys, err := audit.LoadOrCreateKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(context.Background(), downStore{s}, keys.Signer, keys.HMAC, audit.Options{Journal: filepath.Join(dir, audit.JournalFile)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Append(context.Background(),
+		audit.Record{Actor: "user:ana", Action: "secret.read", Resource: "secret/prod/a", Outcome: audit.OK},
+		audit.Record{Actor: "user:ana", Action: "secret.read", Resource: "secret/prod/b", Outcome: audit.OK}); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := moat(t, "audit", "verify", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "records 0..24 (25)") || !strings.Contains(out, "records 25..26 are in "+filepath.Join(dir, audit.JournalFile)) {
+		t.Fatalf("verify: code %d\n%s%s", code, out, errOut)
 	}
 }

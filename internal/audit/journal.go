@@ -225,3 +225,26 @@ func cutField(b []byte, last bool) ([]byte, []byte, error) {
 	}
 	return field, rest[1:], nil
 }
+
+// JournalRange reads the journal at path, without changing it, and returns
+// the sequence numbers of the records it holds: first..end-1 (end == first
+// when it holds none, or there is no journal). Records from the database's
+// size onwards are not in the database yet: a running log commits them
+// within milliseconds, and after a crash the next Open does.
+func JournalRange(path string) (first, end int64, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("audit: read journal: %w", err)
+	}
+	recs, _, err := readJournal(data)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w %s: %w", errJournal, path, err)
+	}
+	if len(recs) == 0 {
+		return 0, 0, nil
+	}
+	return recs[0].Seq, recs[len(recs)-1].Seq + 1, nil
+}
