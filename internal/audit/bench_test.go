@@ -17,9 +17,12 @@ import (
 //
 //	go test ./internal/audit -run '^$' -bench Append -benchtime 100000x
 func BenchmarkAppend(b *testing.B) {
-	s, _ := openStore(b)
-	signer, _, hkey := testKeys(b)
-	l := openLog(b, s, signer, hkey, Options{})
+	b.Run("database", func(b *testing.B) { benchmarkAppend(b, false) })
+	b.Run("journal", func(b *testing.B) { benchmarkAppend(b, true) })
+}
+
+func benchmarkAppend(b *testing.B, journal bool) {
+	l := openBenchLog(b, journal)
 	var i atomic.Int64
 	b.SetParallelism(32)
 	b.ReportAllocs()
@@ -48,13 +51,7 @@ func BenchmarkAppendAlone(b *testing.B) {
 }
 
 func benchmarkAppendAlone(b *testing.B, journal bool) {
-	s, path := openStore(b)
-	signer, _, hkey := testKeys(b)
-	var opts Options
-	if journal {
-		opts.Journal = path + ".journal"
-	}
-	l := openLog(b, s, signer, hkey, opts)
+	l := openBenchLog(b, journal)
 	b.ReportAllocs()
 	i := 0
 	cpu := processCPU()
@@ -66,6 +63,18 @@ func benchmarkAppendAlone(b *testing.B, journal bool) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+}
+
+// openBenchLog opens a log on a fresh SQLite store, with a journal beside
+// it (as moat serve runs on SQLite) or without.
+func openBenchLog(b *testing.B, journal bool) *Log {
+	s, path := openStore(b)
+	signer, _, hkey := testKeys(b)
+	var opts Options
+	if journal {
+		opts.Journal = path + ".journal"
+	}
+	return openLog(b, s, signer, hkey, opts)
 }
 
 // BenchmarkPostgres is BenchmarkAppendAlone and BenchmarkAppend on Postgres
