@@ -85,7 +85,8 @@ func (o *Options) defaults() {
 // all of them in one transaction (group commit). So a lone appender waits
 // for no other goroutine to be scheduled, throughput grows with the number
 // of appenders, and each Append still returns only after its records are
-// committed.
+// committed. With a journal (Options.Journal) an Append returns once its
+// records are in the journal, and the writer goroutine commits them.
 type Log struct {
 	st     store.Store
 	signer note.Signer
@@ -312,11 +313,12 @@ func (l *Log) HMACSum(domain, value string) []byte {
 }
 
 // Append adds records to the log and returns their sequence numbers. It
-// returns once they are committed to the database (and accepted by every
-// required sink), or fails: with ErrTimeout after Options.Timeout, with
-// ErrInvalid for a record the log refuses (then nothing is appended), or
-// with the store's error. A caller auditing an action must not perform it
-// when Append fails.
+// returns once they are committed to the database, or written to the
+// journal when the log keeps one (and accepted by every required sink,
+// which comes after the database), or fails: with ErrTimeout after
+// Options.Timeout, with ErrInvalid for a record the log refuses (then
+// nothing is appended), or with the store's or the journal's error. A
+// caller auditing an action must not perform it when Append fails.
 //
 // An Append that commits its own records (no commit was under way) runs
 // the transaction itself, with the call's deadline: it returns when the
