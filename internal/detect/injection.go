@@ -42,16 +42,17 @@ func injection(text string, data bool) InjectionResult {
 	sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0], leetAt: sc.n.leetAt[:0]}
 	sc.n.fill(text)
 	hits := sc.hits[:0]
-	sc.toks = collectSignals(&sc.n, text, &hits, 0, sc.toks[:0])
+	collectSignals(&sc.n, text, &hits, 0, &sc.toks)
 	if data {
-		taskRequests(&sc.n, text, sc.toks, &hits)
+		taskRequests(&sc.n, text, &sc.toks, &hits)
 	}
 	res := buildResult(text, hits)
-	if cap(sc.n.start) <= maxPooledBytes && cap(sc.toks) <= maxPooledBytes/4 {
+	if cap(sc.n.start) <= maxPooledBytes && cap(sc.toks.toks) <= maxPooledBytes/4 {
 		clear(hits)
 		sc.hits = hits[:0]
-		clear(sc.toks)
-		sc.toks = sc.toks[:0]
+		// The tokens hold no pointers; only the rest is let go of.
+		clear(sc.toks.extra)
+		sc.toks = injTokens{toks: sc.toks.toks[:0], extra: sc.toks.extra[:0]}
 		sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0], leetAt: sc.n.leetAt[:0]}
 		injPool.Put(sc)
 	}
@@ -61,7 +62,7 @@ func injection(text string, data bool) InjectionResult {
 // injScratch holds the buffers of one Injection call, reused across calls.
 type injScratch struct {
 	n    normalized
-	toks []injToken
+	toks injTokens
 	hits []injHit
 }
 
@@ -144,9 +145,10 @@ spanLoop:
 
 // collectSignals appends the signals found in n (whose original is orig).
 // depth counts decoding levels, so encoded payloads are unwrapped once.
-// toks is a buffer for the tokens, returned for reuse.
-func collectSignals(n *normalized, orig string, hits *[]injHit, depth int, toks []injToken) []injToken {
-	toks = injTokenize(n.text, toks)
+// ts receives the tokens of n, reusing its buffers.
+func collectSignals(n *normalized, orig string, hits *[]injHit, depth int, ts *injTokens) {
+	ts.tokenize(n.text)
+	toks := ts.toks
 	// Phrase patterns over words.
 	for i := range toks {
 		id := toks[i].id
@@ -154,7 +156,7 @@ func collectSignals(n *normalized, orig string, hits *[]injHit, depth int, toks 
 			continue
 		}
 		for _, p := range phraseIndex[id] {
-			if e := p.match(toks, i); e > i {
+			if e := p.match(ts, i); e > i {
 				a, b := int(toks[i].a), int(toks[e-1].b)
 				n.addHit(hits, p.reason, p.weight, a, b)
 				if n.hasLeet(a, b) {
@@ -173,7 +175,6 @@ func collectSignals(n *normalized, orig string, hits *[]injHit, depth int, toks 
 		markdownExfil(orig, hits)
 		encodedPayloads(orig, hits)
 	}
-	return toks
 }
 
 // addHit appends a hit for the normalised byte range [a, b).
@@ -223,7 +224,7 @@ func invisibles(n *normalized, orig string, hits *[]injHit) {
 		*hits = append(*hits, injHit{"hidden tag characters", 0.8, s, e})
 		if len(n.tagText) >= 4 {
 			var inner []injHit
-			collectSignals(normalize(n.tagText), n.tagText, &inner, 1, nil)
+			collectSignals(normalize(n.tagText), n.tagText, &inner, 1, new(injTokens))
 			if len(inner) > 0 {
 				*hits = append(*hits, injHit{"instructions hidden in tag characters", 0.9, s, e})
 			}
@@ -241,18 +242,44 @@ func invisibles(n *normalized, orig string, hits *[]injHit) {
 
 // injToken is a word of the normalised text, or "<url>" / "<email>" for an
 // address, with its vocabulary id (-1 if no phrase uses it) and its byte
-// range in the normalised text.
+// range in the normalised text. The word itself is read with
+// injTokens.word: a token holds no pointer, so that writing tokens needs no
+// write barrier while the garbage collector runs and a pooled buffer of
+// them needs no clearing.
 type injToken struct {
-	w    string
-	id   int32
-	a, b int32
+	id     int32
+	a, b   int32 // byte range in the normalised text
+	wa, wb int32 // the word: text[wa:wb], or if wa < 0 extra[^wa] (see injTokens)
 }
 
-func newInjToken(w string, a, b int) injToken {
-	return injToken{w, vocab.lookup(w), int32(a), int32(b)}
+// injTokens is a normalised text split into tokens.
+type injTokens struct {
+	text  string
+	toks  []injToken
+	extra []string // the words that are not a span of text
 }
 
-// Byte classes for injTokenize.
+// word returns t's word; t is one of ts.toks.
+func (ts *injTokens) word(t *injToken) string {
+	if t.wa >= 0 {
+		return ts.text[t.wa:t.wb]
+	}
+	return ts.extra[^t.wa]
+}
+
+// appendSpan appends a token for [a, b) whose word is text[wa:wb].
+func (ts *injTokens) appendSpan(wa, wb, a, b int) {
+	ts.toks = append(ts.toks, injToken{vocab.lookupAt(ts.text, wa, wb), int32(a), int32(b), int32(wa), int32(wb)})
+}
+
+// appendOther appends a token for [a, b) whose word w is not in the text.
+func (ts *injTokens) appendOther(w string, a, b int) {
+	ts.extra = append(ts.extra, w)
+	k := int32(len(ts.extra) - 1)
+	ts.toks = append(ts.toks, injToken{vocab.lookup(w), int32(a), int32(b), ^k, 0})
+}
+
+// Byte classes for injTokens.tokenize.
 const (
 	tokWord = 1 << iota // injWordByte
 	tokSep              // ' ' or '\n': ends a chunk
@@ -272,12 +299,14 @@ var tokClass = func() (t [256]uint8) {
 	return t
 }()
 
-// injTokenize splits normalised text into lower-case words, appending them
-// to toks. Apostrophes inside words are dropped ("don't" → "dont"); URLs
-// and e-mail addresses become one injToken each.
-func injTokenize(s string, toks []injToken) []injToken {
-	if cap(toks) == 0 {
-		toks = make([]injToken, 0, len(s)/5+1)
+// tokenize splits normalised text s into lower-case words, replacing the
+// tokens of ts. Apostrophes inside words are dropped ("don't" → "dont");
+// URLs and e-mail addresses become one injToken each.
+func (ts *injTokens) tokenize(s string) {
+	ts.text = s
+	ts.toks, ts.extra = ts.toks[:0], ts.extra[:0]
+	if cap(ts.toks) == 0 {
+		ts.toks = make([]injToken, 0, len(s)/5+1)
 	}
 	for i := 0; i < len(s); {
 		if tokClass[s[i]]&tokSep != 0 {
@@ -286,7 +315,7 @@ func injTokenize(s string, toks []injToken) []injToken {
 		}
 		// A chunk: up to the next space or newline. Its words are
 		// appended as found; if the chunk is an address they are replaced.
-		chunk, first := i, len(toks)
+		chunk, first := i, len(ts.toks)
 		var seen uint8
 		for i < len(s) {
 			c := tokClass[s[i]]
@@ -312,9 +341,9 @@ func injTokenize(s string, toks []injToken) []injToken {
 			}
 			if apos {
 				seen |= tokApos
-				toks = appendWord(toks, s[i:k], i, k)
+				ts.appendWord(i, k)
 			} else {
-				toks = append(toks, newInjToken(s[i:k], i, k))
+				ts.appendSpan(i, k, i, k)
 			}
 			i = k
 		}
@@ -323,21 +352,25 @@ func injTokenize(s string, toks []injToken) []injToken {
 			if !strings.Contains(s[chunk:i], "://") && !strings.HasPrefix(s[chunk:i], "www.") {
 				w = "<email>"
 			}
-			toks = append(toks[:first], newInjToken(w, chunk, i))
+			ts.toks = ts.toks[:first]
+			ts.appendOther(w, chunk, i)
 		}
 	}
-	return toks
 }
 
-// appendWord appends w, expanding English contractions so that phrases
-// need only the long forms: "you're" → "you are", "don't" → "do not",
-// "can't" → "can not", "won't" → "will not", "it's" → "it".
-func appendWord(toks []injToken, w string, a, b int) []injToken {
+// appendWord appends the word text[a:b], expanding English contractions
+// so that phrases need only the long forms: "you're" → "you are", "don't"
+// → "do not", "can't" → "can not", "won't" → "will not", "it's" → "it".
+func (ts *injTokens) appendWord(a, b int) {
+	w := ts.text[a:b]
 	base, suf, ok := strings.Cut(w, "'")
 	if !ok {
-		return append(toks, newInjToken(w, a, b))
+		ts.appendSpan(a, b, a, b)
+		return
 	}
-	base = strings.ReplaceAll(base, "'", "")
+	// base has no apostrophe: it ends at the first. While it is a prefix
+	// of w, its token is a span of the text.
+	inText := true
 	suf = strings.ReplaceAll(suf, "'", "")
 	var second string
 	switch suf {
@@ -346,7 +379,7 @@ func appendWord(toks []injToken, w string, a, b int) []injToken {
 		switch {
 		case base == "can":
 		case base == "won":
-			base = "will"
+			base, inText = "will", false
 		case strings.HasSuffix(base, "n"):
 			base = base[:len(base)-1]
 		}
@@ -362,13 +395,16 @@ func appendWord(toks []injToken, w string, a, b int) []injToken {
 		second = "would"
 	case "s", "":
 	default:
-		base += suf
+		base, inText = base+suf, false
 	}
-	toks = append(toks, newInjToken(base, a, b))
+	if inText {
+		ts.appendSpan(a, a+len(base), a, b)
+	} else {
+		ts.appendOther(base, a, b)
+	}
 	if second != "" {
-		toks = append(toks, newInjToken(second, a, b))
+		ts.appendOther(second, a, b)
 	}
-	return toks
 }
 
 func injWordByte(c byte) bool {
@@ -574,7 +610,7 @@ func encodedPayloads(orig string, hits *[]injHit) {
 			blob := orig[i:j]
 			if dec, kind, ok := decodeBlob(blob); ok {
 				var inner []injHit
-				collectSignals(normalize(dec), dec, &inner, 1, nil)
+				collectSignals(normalize(dec), dec, &inner, 1, new(injTokens))
 				w := 0.0
 				for _, h := range inner {
 					w = max(w, h.weight)

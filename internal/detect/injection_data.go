@@ -234,8 +234,8 @@ const (
 
 // taskRequests scores every sentence of n (tokenised as toks) and adds a hit
 // for each that reads as a standalone task for the assistant.
-func taskRequests(n *normalized, orig string, toks []injToken, hits *[]injHit) {
-	t := n.text
+func taskRequests(n *normalized, orig string, ts *injTokens, hits *[]injHit) {
+	t, toks := n.text, ts.toks
 	start := 0
 	var quoted uint64 // bit k: token start+k is inside quotes
 	inQuote := false
@@ -269,7 +269,7 @@ func taskRequests(n *normalized, orig string, toks []injToken, hits *[]injHit) {
 				}
 			}
 		}
-		if !boundary && !inQuote && opensRequest(n, orig, toks, i) {
+		if !boundary && !inQuote && opensRequest(n, orig, ts, i) {
 			boundary = true
 		}
 		if !boundary {
@@ -279,7 +279,7 @@ func taskRequests(n *normalized, orig string, toks []injToken, hits *[]injHit) {
 			continue
 		}
 		end := min(i, start+maxTaskSentenceTokens)
-		if reason, w := scoreTaskSentence(t, toks[start:end], quoted, question); w >= taskThreshold {
+		if reason, w := scoreTaskSentence(t, ts, toks[start:end], quoted, question); w >= taskThreshold {
 			n.addHit(hits, reason, min(w, taskMaxWeight), int(toks[start].a), int(toks[end-1].b))
 		}
 		start, quoted = i, 0
@@ -294,7 +294,8 @@ func taskRequests(n *normalized, orig string, toks []injToken, hits *[]injHit) {
 // poem …", "… wasn't eligible Explain …"): text pasted into other text
 // without its full stop. After "to", a modal or a subject the word is a
 // verb of that sentence ("how to Write", "you can Create"), not a new one.
-func opensRequest(n *normalized, orig string, toks []injToken, i int) bool {
+func opensRequest(n *normalized, orig string, ts *injTokens, i int) bool {
+	toks := ts.toks
 	if i == 0 || tokFeat(&toks[i])&(tfCreate|tfExplain|tfGive|tfTranslate|tfImplement|tfWh) == 0 {
 		return false
 	}
@@ -310,7 +311,7 @@ func opensRequest(n *normalized, orig string, toks []injToken, i int) bool {
 	if c := first(i - 1); c >= 'A' && c <= 'Z' {
 		return false
 	}
-	switch toks[i-1].w {
+	switch ts.word(&toks[i-1]) {
 	case "to", "can", "could", "will", "would", "should", "must", "may", "might", "shall", "and", "or",
 		"please", "i", "you", "we", "they", "he", "she", "it", "then", "the", "a", "an":
 		return false
@@ -326,9 +327,9 @@ const (
 	formHowTo // "how do I …", "how can I …": the "I" is anyone
 )
 
-// scoreTaskSentence scores one sentence s (at most 64 tokens; quoted marks
-// tokens inside quotes) and names the kind of task.
-func scoreTaskSentence(t string, s []injToken, quoted uint64, question bool) (string, float64) {
+// scoreTaskSentence scores one sentence s (at most 64 tokens of ts; quoted
+// marks tokens inside quotes) and names the kind of task.
+func scoreTaskSentence(t string, ts *injTokens, s []injToken, quoted uint64, question bool) (string, float64) {
 	feat := func(k int) taskFeat {
 		if k < 0 || k >= len(s) {
 			return 0
@@ -339,7 +340,7 @@ func scoreTaskSentence(t string, s []injToken, quoted uint64, question bool) (st
 		if k < 0 || k >= len(s) {
 			return ""
 		}
-		return s[k].w
+		return ts.word(&s[k])
 	}
 	gapHas := func(k int, c byte) bool { // in the gap before token k
 		return k > 0 && k < len(s) && strings.IndexByte(tokGap(t, &s[k-1], &s[k]), c) >= 0
@@ -438,7 +439,7 @@ func scoreTaskSentence(t string, s []injToken, quoted uint64, question bool) (st
 			verb, pos = tfExplain, pos+3
 		case word(pos) == "break" && word(pos+1) == "down":
 			verb, pos = tfExplain, pos+2
-		case word(pos) == "render" && hasLangTarget(s, pos+1):
+		case word(pos) == "render" && hasLangTarget(ts, s, pos+1):
 			verb, pos = tfTranslate, pos+1
 		case f&tfTranslate != 0:
 			verb, pos = tfTranslate, pos+1
@@ -514,7 +515,7 @@ func scoreTaskSentence(t string, s []injToken, quoted uint64, question bool) (st
 	biz, self := 0, 0
 	for k := frameEnd; k < len(s); k++ {
 		tf := tokFeat(&s[k])
-		w := s[k].w
+		w := ts.word(&s[k])
 		inQuotes := k < 64 && quoted&(1<<k) != 0
 		if inQuotes {
 			continue // the material, not the situation
@@ -531,7 +532,7 @@ func scoreTaskSentence(t string, s []injToken, quoted uint64, question bool) (st
 		if tf&tfKnow != 0 {
 			know++
 		}
-		if tf&tfMath != 0 || isMathGap(t, s, k) {
+		if tf&tfMath != 0 || isMathGap(t, ts, s, k) {
 			math++
 		}
 		if tf&tfLang != 0 {
@@ -658,10 +659,10 @@ func b2i(b bool) int {
 }
 
 // hasLangTarget reports "into|to|in <language>" within the next 20 tokens.
-func hasLangTarget(s []injToken, from int) bool {
+func hasLangTarget(ts *injTokens, s []injToken, from int) bool {
 	for k := from; k < len(s) && k < from+20; k++ {
 		if tokFeat(&s[k])&tfLang != 0 && k > 0 {
-			switch s[k-1].w {
+			switch ts.word(&s[k-1]) {
 			case "into", "to", "in":
 				return true
 			}
@@ -683,8 +684,8 @@ func isNumberTok(w string) bool {
 }
 
 // isMathGap: an arithmetic operator between token k-1 and a number k.
-func isMathGap(t string, s []injToken, k int) bool {
-	if k == 0 || !isNumberTok(s[k].w) {
+func isMathGap(t string, ts *injTokens, s []injToken, k int) bool {
+	if k == 0 || !isNumberTok(ts.word(&s[k])) {
 		return false
 	}
 	gap := tokGap(t, &s[k-1], &s[k])

@@ -245,7 +245,7 @@ func referenceEncodedPayloads(orig string, hits *[]injHit) {
 			blob := orig[i:j]
 			if dec, kind, ok := decodeBlob(blob); ok {
 				var inner []injHit
-				collectSignals(normalize(dec), dec, &inner, 1, nil)
+				collectSignals(normalize(dec), dec, &inner, 1, new(injTokens))
 				w := 0.0
 				for _, h := range inner {
 					w = max(w, h.weight)

@@ -24,15 +24,19 @@ type injSlot struct {
 	prefixFirst [4]uint64
 }
 
-func (s *injSlot) accepts(t *injToken) bool {
+func (s *injSlot) accepts(ts *injTokens, t *injToken) bool {
 	if id := t.id; id >= 0 && int(id>>6) < len(s.ids) && s.ids[id>>6]&(1<<(id&63)) != 0 {
 		return true
 	}
-	if len(s.prefixes) == 0 || t.w != "" && s.prefixFirst[t.w[0]>>6]&(1<<(t.w[0]&63)) == 0 {
+	if len(s.prefixes) == 0 {
+		return false
+	}
+	w := ts.word(t)
+	if w != "" && s.prefixFirst[w[0]>>6]&(1<<(w[0]&63)) == 0 {
 		return false
 	}
 	for _, p := range s.prefixes {
-		if strings.HasPrefix(t.w, p) {
+		if strings.HasPrefix(w, p) {
 			return true
 		}
 	}
@@ -40,27 +44,27 @@ func (s *injSlot) accepts(t *injToken) bool {
 }
 
 // match returns the index after the last matched token, or -1.
-func (p *injPhrase) match(toks []injToken, i int) int {
-	return p.matchFrom(toks, i, 0)
+func (p *injPhrase) match(ts *injTokens, i int) int {
+	return p.matchFrom(ts, i, 0)
 }
 
-func (p *injPhrase) matchFrom(toks []injToken, i, k int) int {
+func (p *injPhrase) matchFrom(ts *injTokens, i, k int) int {
 	if k == len(p.slots) {
 		return i
 	}
 	s := &p.slots[k]
 	if s.gap > 0 {
-		for g := 0; g <= s.gap && i+g <= len(toks); g++ {
-			if e := p.matchFrom(toks, i+g, k+1); e >= 0 {
+		for g := 0; g <= s.gap && i+g <= len(ts.toks); g++ {
+			if e := p.matchFrom(ts, i+g, k+1); e >= 0 {
 				return e
 			}
 		}
 		return -1
 	}
-	if i >= len(toks) || !s.accepts(&toks[i]) {
+	if i >= len(ts.toks) || !s.accepts(ts, &ts.toks[i]) {
 		return -1
 	}
-	return p.matchFrom(toks, i+1, k+1)
+	return p.matchFrom(ts, i+1, k+1)
 }
 
 // phrases lists every phrase, in the order added.
@@ -70,8 +74,12 @@ var phrases []*injPhrase
 // with it, in the order added.
 var phraseIndex [][]*injPhrase
 
-// vocab interns every exact word of every phrase slot.
-var vocab vocabTable
+// vocab interns every exact word of every phrase slot and of the data-mode
+// lexicon; a word's id is its index in vocabWords.
+var (
+	vocab      vocabTable
+	vocabWords []string
+)
 
 func addPhrase(reason string, weight float64, pattern string) {
 	p := &injPhrase{reason: reason, weight: weight}
@@ -129,6 +137,7 @@ func compilePhrases() {
 		}
 	}
 	slices.Sort(words)
+	vocabWords = words
 	vocab = newVocabTable(words)
 	taskFeats = make([]taskFeat, len(words))
 	for id, w := range words {
@@ -152,57 +161,6 @@ func compilePhrases() {
 			if id := vocab.lookup(w); id >= 0 {
 				phraseIndex[id] = append(phraseIndex[id], p)
 			}
-		}
-	}
-}
-
-// vocabTable is an open-addressing hash set of words, each with an id.
-type vocabTable struct {
-	keys []string
-	ids  []int32
-	mask uint32
-	lens [256]uint64 // by first byte: bit l set when a word of length l (capped at 63) starts with it
-}
-
-func newVocabTable(words []string) vocabTable {
-	size := 1
-	for size < 4*len(words) {
-		size *= 2
-	}
-	v := vocabTable{keys: make([]string, size), ids: make([]int32, size), mask: uint32(size - 1)}
-	for id, w := range words {
-		h := hashWord(w) & v.mask
-		for v.keys[h] != "" {
-			h = (h + 1) & v.mask
-		}
-		v.keys[h], v.ids[h] = w, int32(id)
-		if w != "" {
-			v.lens[w[0]] |= 1 << min(len(w), 63)
-		}
-	}
-	return v
-}
-
-// hashWord mixes a non-empty word's length and its first two and last two bytes.
-func hashWord(s string) uint32 {
-	n := len(s)
-	h := uint32(n)*0x9E3779B1 ^ uint32(s[0]) ^ uint32(s[min(1, n-1)])<<8 ^ uint32(s[n-1])<<16 ^ uint32(s[max(n-2, 0)])<<24
-	h *= 0x85EBCA6B
-	return h ^ h>>15
-}
-
-// lookup returns w's id, or -1.
-func (v *vocabTable) lookup(w string) int32 {
-	if w == "" || v.lens[w[0]]&(1<<min(len(w), 63)) == 0 {
-		return -1
-	}
-	for h := hashWord(w) & v.mask; ; h = (h + 1) & v.mask {
-		k := v.keys[h]
-		if k == w {
-			return v.ids[h]
-		}
-		if k == "" {
-			return -1
 		}
 	}
 }
