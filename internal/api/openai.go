@@ -640,7 +640,7 @@ func (d *chatDecoder) messages(c *chatRequest) *openAIError {
 		if i == maxChatMessages {
 			return invalidParam(param, "messages holds more than %d messages", maxChatMessages)
 		}
-		m, e := d.message(fmt.Sprintf("messages[%d]", i))
+		m, e := d.message("messages[" + strconv.Itoa(i) + "]")
 		if e != nil {
 			return e
 		}
@@ -748,7 +748,7 @@ func (d *chatDecoder) content(param string) (string, bool, *openAIError) {
 		if j == maxContentParts {
 			return "", false, invalidParam(param, "%s holds more than %d parts", param, maxContentParts)
 		}
-		text, e := d.part(fmt.Sprintf("%s[%d]", param, j))
+		text, e := d.part(param + "[" + strconv.Itoa(j) + "]")
 		if e != nil {
 			return "", false, e
 		}
@@ -987,7 +987,7 @@ func (h *handlers) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(headerOverhead, strconv.FormatInt(res.Record.Overhead.Microseconds(), 10))
-	writeJSON(w, http.StatusOK, completion(req, res))
+	writeCompletion(w, completion(req, res))
 }
 
 // parsedChat is a request ready for the gateway.

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -66,43 +68,70 @@ func (c Canary) Leaked(answer string) bool {
 	text := norm.NFKC.String(answer)
 
 	// Plain, spaced, case-changed and hex forms: only letters and digits,
-	// lower case, look-alikes of hex digits folded.
-	var alnum strings.Builder
-	alnum.Grow(len(text))
-	// Base64 forms: only the base64 alphabet, URL-safe folded to standard.
-	var b64 strings.Builder
-	b64.Grow(len(text))
+	// lower case, look-alikes of hex digits folded. Base64 forms: only the
+	// base64 alphabet, URL-safe folded to standard. Both are built in one
+	// buffer: on the stack for a short answer, else a pooled one that is
+	// cleared before it goes back, so no answer outlives its check.
+	var formsBuf [512]byte
+	forms := formsBuf[:]
+	if 2*len(text) > len(formsBuf) {
+		pooled := canaryForms.Get().(*[]byte)
+		if cap(*pooled) < 2*len(text) {
+			*pooled = make([]byte, 2*len(text))
+		}
+		forms = (*pooled)[:2*len(text)]
+		defer func() {
+			clear(forms)
+			if cap(*pooled) <= maxPooledCanaryForms {
+				canaryForms.Put(pooled)
+			}
+		}()
+	}
+	alnum, b64 := forms[:0:len(text)], forms[len(text):len(text):2*len(text)]
 	for i := 0; i < len(text); {
 		if b := text[i]; b < utf8.RuneSelf {
 			// Answers are mostly ASCII: a table lookup per byte rather
-			// than a rune switch and a builder call per rune.
+			// than a rune switch per rune.
 			if m := asciiAlnum[b]; m != 0 {
-				alnum.WriteByte(m)
+				alnum = append(alnum, m)
 			}
 			if m := asciiBase64[b]; m != 0 {
-				b64.WriteByte(m)
+				b64 = append(b64, m)
 			}
 			i++
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(text[i:])
 		i += n
-		writeCanaryForms(&alnum, &b64, r)
+		alnum, b64 = appendCanaryForms(alnum, b64, r)
 	}
-	a := alnum.String()
-	if strings.Contains(a, c.secret) {
+	if bytes.Contains(alnum, []byte(c.secret)) {
 		return true
 	}
-	variants := c.variants()
-	for _, s := range variants {
-		if strings.Contains(a, hex.EncodeToString([]byte(s))) {
+	// The encoded forms are written into one scratch buffer, on the stack
+	// for a marker of the usual length, rather than as strings of their own.
+	//
+	// The secret's encodings are searched for, and the whole marker's only
+	// where they would find more: the marker is the prefix and the secret,
+	// so its hex holds the secret's hex, and, the prefix being whole base64
+	// groups long (TestCanaryPrefixIsWholeBase64Groups), its base64 needle
+	// at each alignment holds the secret's at that alignment, if the secret
+	// is long enough to have one there.
+	var scratch [128]byte
+	secrets := [2]string{c.secret, strings.ToUpper(c.secret)}
+	for _, s := range secrets {
+		if bytes.Contains(alnum, hex.AppendEncode(scratch[:0], []byte(s))) {
 			return true
 		}
 	}
-	bs := b64.String()
-	for _, s := range variants {
-		for _, n := range base64Needles(s) {
-			if strings.Contains(bs, n) {
+	markers := [2]string{canaryPrefix, strings.ToUpper(canaryPrefix)}
+	for i, s := range secrets {
+		for align := range 3 {
+			n, ok := base64Needle(scratch[:0], s, align)
+			if !ok {
+				n, ok = base64Needle(scratch[:0], markers[i]+s, align)
+			}
+			if ok && bytes.Contains(b64, n) {
 				return true
 			}
 		}
@@ -110,70 +139,67 @@ func (c Canary) Leaked(answer string) bool {
 	return false
 }
 
-// variants are the strings whose encodings count as the marker.
-func (c Canary) variants() []string {
-	return []string{c.secret, strings.ToUpper(c.secret), c.Marker(), strings.ToUpper(c.Marker())}
-}
+// canaryForms holds Leaked's buffers for answers too long for its stack;
+// maxPooledCanaryForms is the largest kept (answers of 32 KiB).
+var canaryForms = sync.Pool{New: func() any { return new([]byte) }}
 
-// base64Needles returns, for each of the three byte alignments s can have
+const maxPooledCanaryForms = 64 << 10
+
+// base64Needle returns, for one of the three byte alignments s can have
 // inside a longer encoded text, the base64 characters that depend on s
-// alone (whole 3-byte groups within s).
-func base64Needles(s string) []string {
-	out := make([]string, 0, 3)
-	for align := range 3 {
-		buf := make([]byte, align, align+len(s))
-		buf = append(buf, s...)
-		enc := base64.StdEncoding.EncodeToString(buf)
-		first, last := (align+2)/3, (align+len(s))/3
-		if last-first < 2 {
-			continue // too short to tell apart from chance
-		}
-		out = append(out, enc[4*first:4*last])
+// alone (whole 3-byte groups within s), appended to dst; false when they
+// are too few to tell apart from chance.
+func base64Needle(dst []byte, s string, align int) ([]byte, bool) {
+	first, last := (align+2)/3, (align+len(s))/3
+	if last-first < 2 {
+		return nil, false
 	}
-	return out
+	// The groups of s preceded by align other bytes: those bytes change
+	// only the characters before group first, which are not kept.
+	return base64.StdEncoding.AppendEncode(dst, []byte(s[3*first-align:3*last-align])), true
 }
 
-// foldHexLookalike maps letters that look like hex digits (Cyrillic and
-// Greek capitals and small letters, o for 0, i and l for 1) to them.
-// writeCanaryForms writes what r contributes to Leaked's two forms of the
-// answer.
-func writeCanaryForms(alnum, b64 *strings.Builder, r rune) {
+// appendCanaryForms appends what r contributes to Leaked's two forms of
+// the answer.
+func appendCanaryForms(alnum, b64 []byte, r rune) ([]byte, []byte) {
 	switch {
 	case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-		alnum.WriteRune(foldHexLookalike(r))
-		b64.WriteRune(r)
+		alnum = utf8.AppendRune(alnum, foldHexLookalike(r))
+		b64 = utf8.AppendRune(b64, r)
 	case r >= 'A' && r <= 'Z':
-		alnum.WriteRune(foldHexLookalike(r - 'A' + 'a'))
-		b64.WriteRune(r)
+		alnum = utf8.AppendRune(alnum, foldHexLookalike(r-'A'+'a'))
+		b64 = utf8.AppendRune(b64, r)
 	case r == '+' || r == '/':
-		b64.WriteRune(r)
+		b64 = utf8.AppendRune(b64, r)
 	case r == '-':
-		b64.WriteByte('+')
+		b64 = append(b64, '+')
 	case r == '_':
-		b64.WriteByte('/')
+		b64 = append(b64, '/')
 	default:
 		if f := foldHexLookalike(r); f != r {
-			alnum.WriteRune(f)
+			alnum = utf8.AppendRune(alnum, f)
 		}
 	}
+	return alnum, b64
 }
 
-// asciiAlnum and asciiBase64 are writeCanaryForms for each ASCII byte: the
-// byte it writes to each form, or 0 for none (it never writes two).
+// asciiAlnum and asciiBase64 are appendCanaryForms for each ASCII byte:
+// the byte it appends to each form, or 0 for none (it never appends two).
 var asciiAlnum, asciiBase64 = func() (a, b [utf8.RuneSelf]byte) {
 	for r := range rune(utf8.RuneSelf) {
-		var x, y strings.Builder
-		writeCanaryForms(&x, &y, r)
-		if x.Len() == 1 {
-			a[r] = x.String()[0]
+		x, y := appendCanaryForms(nil, nil, r)
+		if len(x) == 1 {
+			a[r] = x[0]
 		}
-		if y.Len() == 1 {
-			b[r] = y.String()[0]
+		if len(y) == 1 {
+			b[r] = y[0]
 		}
 	}
 	return a, b
 }()
 
+// foldHexLookalike maps letters that look like hex digits (Cyrillic and
+// Greek capitals and small letters, o for 0, i and l for 1) to them.
 func foldHexLookalike(r rune) rune {
 	switch r {
 	case 'а', 'А', 'Α', 'α': // Cyrillic a, A; Greek Alpha, alpha

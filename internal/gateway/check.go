@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -253,25 +254,59 @@ func piiKey(s string) string {
 	return b.String()
 }
 
-// findingTexts returns each finding's text; findings are sorted by start
-// with code-point offsets, as detect.Scan returns them. A finding that does
-// not fit the text gets "".
+// findingTexts returns each finding's text; findings come with code-point
+// offsets, as detect.Scan returns them. A finding that does not fit the
+// text gets "".
+//
+// The text is walked once, up to the last offset any finding needs, rather
+// than tabling the byte offset of every code point: the table cost more
+// than the scan that found the findings.
 func findingTexts(text string, fs []detect.Finding) []string {
 	out := make([]string, len(fs))
 	if len(fs) == 0 {
 		return out
 	}
-	// Byte offset of each code point, and of the end.
-	offs := make([]int, 0, utf8.RuneCountInString(text)+1)
-	for i := range text {
-		offs = append(offs, i)
+	// The code-point offsets wanted, sorted and distinct, and the byte
+	// offset of each (-1 past the end of the text).
+	var pointsBuf, bytesBuf [32]int
+	points := pointsBuf[:0]
+	for _, f := range fs {
+		if f.Start >= 0 && f.End >= f.Start {
+			points = append(points, f.Start, f.End)
+		}
 	}
-	offs = append(offs, len(text))
-	for i, f := range fs {
-		if f.Start < 0 || f.End < f.Start || f.End >= len(offs) {
+	slices.Sort(points)
+	points = slices.Compact(points)
+	byteAt := bytesBuf[:0]
+	runes, i := 0, 0
+	for _, p := range points {
+		// Each invalid byte counts as one code point, as ranging over the
+		// string counts it.
+		for runes < p && i < len(text) {
+			if text[i] < utf8.RuneSelf {
+				i++
+			} else {
+				_, n := utf8.DecodeRuneInString(text[i:])
+				i += n
+			}
+			runes++
+		}
+		if runes < p {
+			byteAt = append(byteAt, -1)
 			continue
 		}
-		out[i] = text[offs[f.Start]:offs[f.End]]
+		byteAt = append(byteAt, i)
+	}
+	for k, f := range fs {
+		if f.Start < 0 || f.End < f.Start {
+			continue
+		}
+		s, _ := slices.BinarySearch(points, f.Start)
+		e, _ := slices.BinarySearch(points, f.End)
+		if byteAt[e] < 0 {
+			continue
+		}
+		out[k] = text[byteAt[s]:byteAt[e]]
 	}
 	return out
 }

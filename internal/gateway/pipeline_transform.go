@@ -166,43 +166,60 @@ func strictness(a Action) int {
 type routeDecider struct {
 	policy *Policy
 	dests  []Destination
-	bound  map[string][]*boundDestination // by trust
-	errs   map[string]error
+	// bound holds the targets' bindings for each trust seen so far (a
+	// call sees one or two, so a list serves better than a map).
+	bound []trustBinding
+}
+
+// trustBinding is every target bound for one trust, or the error that
+// stopped binding them.
+type trustBinding struct {
+	trust string
+	bds   []*boundDestination
+	err   error
 }
 
 func newRouteDecider(p *Policy, route Route) *routeDecider {
-	d := &routeDecider{policy: p, bound: map[string][]*boundDestination{}, errs: map[string]error{}}
+	d := &routeDecider{policy: p, dests: make([]Destination, 0, len(route.Targets))}
 	for _, t := range route.Targets {
 		d.dests = append(d.dests, Destination{Connector: t.ConnectorName, Vendor: t.Vendor.Profile(), Model: t.Model})
 	}
 	return d
 }
 
+// binding returns the targets bound for trust, binding them the first time.
+func (d *routeDecider) binding(trust string) *trustBinding {
+	for i := range d.bound {
+		if d.bound[i].trust == trust {
+			return &d.bound[i]
+		}
+	}
+	tb := trustBinding{trust: trust, bds: make([]*boundDestination, 0, len(d.dests))}
+	for _, dest := range d.dests {
+		bd, err := d.policy.bind(dest, trust)
+		if err != nil {
+			tb.bds, tb.err = nil, fmt.Errorf("gateway: policy: %w", err)
+			break
+		}
+		tb.bds = append(tb.bds, bd)
+	}
+	d.bound = append(d.bound, tb)
+	return &d.bound[len(d.bound)-1]
+}
+
 // decide returns the strictest decision for f over the targets, and the
 // vendor it is for.
 func (d *routeDecider) decide(f detect.Finding, trust string) (Decision, string) {
-	bds, ok := d.bound[trust]
-	if !ok {
-		for _, dest := range d.dests {
-			bd, err := bindDestination(dest, trust)
-			if err != nil {
-				d.errs[trust] = fmt.Errorf("gateway: policy: %w", err)
-				bds = nil
-				break
-			}
-			bds = append(bds, bd)
-		}
-		d.bound[trust] = bds
-	}
-	if err := d.errs[trust]; err != nil {
+	tb := d.binding(trust)
+	if tb.err != nil {
 		if hd, ok := hardDecision(f.Type); ok {
 			return hd, d.dests[0].Vendor.Name
 		}
-		return Decision{Action: Block, Rule: RuleDefault, Err: err}, d.dests[0].Vendor.Name
+		return Decision{Action: Block, Rule: RuleDefault, Err: tb.err}, d.dests[0].Vendor.Name
 	}
 	var best Decision
 	vendor := ""
-	for i, bd := range bds {
+	for i, bd := range tb.bds {
 		dec := d.policy.evaluate(f, bd)
 		if i == 0 || strictness(dec.Action) > strictness(best.Action) {
 			best, vendor = dec, d.dests[i].Vendor.Name
@@ -376,7 +393,17 @@ func (c *call) build() connectors.Request {
 		MaxTokens:   req.MaxTokens,
 		Temperature: req.Temperature,
 	}
+	// The prompt is sized once: grown piece by piece, it was copied over
+	// and over on its way to a few kilobytes.
+	size := 0
+	for _, m := range sent {
+		size += len(m.Content) + 1
+	}
+	for _, u := range examples {
+		size += len(u.out) + 1
+	}
 	var prompt strings.Builder
+	prompt.Grow(size)
 	for _, m := range sent {
 		prompt.WriteString(m.Content)
 		prompt.WriteByte('\n')

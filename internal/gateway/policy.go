@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
@@ -128,6 +129,44 @@ type Policy struct {
 	rules   []compiledRule
 	def     Action // "" for the secure default
 	onError func(string, error)
+
+	// readsFinding: some rule names the finding variable. Otherwise a
+	// decision depends on the class, the trust and the destination alone,
+	// and is worked out once per policy, not once per finding of every
+	// call (see decisionCache).
+	readsFinding bool
+	cache        decisionCache
+}
+
+// decisionCache keeps, for a policy whose rules do not read the finding,
+// the bound destinations and the decisions made for them by class. It
+// holds class names and destinations only, never a finding's text or
+// place; rules cannot read either. Decisions that failed are not kept, so
+// every failure is evaluated, and reported to OnError, again. Both maps
+// are bounded: past the bound, destinations are bound and findings
+// evaluated per call, as without the cache.
+type decisionCache struct {
+	bound     sync.Map // bindingKey -> *boundDestination
+	nBound    atomic.Int64
+	decisions sync.Map // decisionKey -> Decision
+	nDecided  atomic.Int64
+}
+
+// Bounds of decisionCache: far more destinations and classes than a
+// deployment has.
+const (
+	maxCachedDestinations = 1024
+	maxCachedDecisions    = 8192
+)
+
+type bindingKey struct {
+	dest  Destination
+	trust string
+}
+
+type decisionKey struct {
+	bd    *boundDestination
+	class string
 }
 
 type compiledRule struct {
@@ -316,6 +355,9 @@ func CompilePolicy(rules []Rule, opts PolicyOptions) (*Policy, error) {
 			continue
 		}
 		p.rules = append(p.rules, compiledRule{name: r.Name, action: r.Action, prg: prg})
+		// A CEL variable is read only by naming it: a rule whose text does
+		// not hold the name cannot read the finding.
+		p.readsFinding = p.readsFinding || strings.Contains(r.When, "finding")
 	}
 	if len(problems) > 0 {
 		return nil, &PolicyError{Problems: problems}
@@ -360,6 +402,34 @@ type boundDestination struct {
 	vendor      ref.Val
 	destination ref.Val
 	trust       ref.Val
+	// cached: this is the policy's decisionCache's binding, whose
+	// decisions it keeps.
+	cached bool
+}
+
+// bind is bindDestination through the policy's cache, when its decisions
+// can be cached at all.
+func (p *Policy) bind(dest Destination, trust string) (*boundDestination, error) {
+	if p.readsFinding {
+		return bindDestination(dest, trust)
+	}
+	if trust != Trusted {
+		trust = Untrusted // as bindDestination reads it
+	}
+	key := bindingKey{dest: dest, trust: trust}
+	if bd, ok := p.cache.bound.Load(key); ok {
+		return bd.(*boundDestination), nil
+	}
+	bd, err := bindDestination(dest, trust)
+	if err != nil || p.cache.nBound.Load() >= maxCachedDestinations {
+		return bd, err
+	}
+	bd.cached = true
+	got, loaded := p.cache.bound.LoadOrStore(key, bd)
+	if !loaded {
+		p.cache.nBound.Add(1)
+	}
+	return got.(*boundDestination), nil
 }
 
 func bindDestination(dest Destination, trust string) (*boundDestination, error) {
@@ -430,6 +500,24 @@ func (p *Policy) evaluate(f detect.Finding, bd *boundDestination) Decision {
 		}
 		return Decision{Action: Block, Rule: RuleDefault, Err: err}
 	}
+	if !bd.cached {
+		return p.evaluateRules(f, bd)
+	}
+	key := decisionKey{bd: bd, class: f.Type}
+	if d, ok := p.cache.decisions.Load(key); ok {
+		return d.(Decision)
+	}
+	d := p.evaluateRules(f, bd)
+	if d.Err == nil && p.cache.nDecided.Load() < maxCachedDecisions {
+		if _, loaded := p.cache.decisions.LoadOrStore(key, d); !loaded {
+			p.cache.nDecided.Add(1)
+		}
+	}
+	return d
+}
+
+// evaluateRules runs the rules, then the default, for f.
+func (p *Policy) evaluateRules(f detect.Finding, bd *boundDestination) Decision {
 	act := policyActivation{
 		class:       types.String(f.Type),
 		trust:       bd.trust,

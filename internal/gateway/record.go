@@ -4,15 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding"
 	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/connectors"
@@ -38,7 +43,9 @@ const maxSubjectBytes = 1024
 // so it runs on a context of its own.
 const recordTimeout = 10 * time.Second
 
-var requestIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+// requestIDEncoding is base32's standard alphabet in lower case: the
+// standard encoding, lowered, without a pass to lower it.
+var requestIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // NewRequestID returns "req_" and 16 random base32 characters (80 bits):
 // the id of a gateway call, and of any exchange the API answers without
@@ -47,7 +54,10 @@ var requestIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 func NewRequestID() string {
 	var b [10]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails; it crashes the program instead
-	return "req_" + strings.ToLower(requestIDEncoding.EncodeToString(b[:]))
+	var id [4 + 16]byte
+	copy(id[:], "req_")
+	requestIDEncoding.Encode(id[4:], b[:])
+	return string(id[:])
 }
 
 // digestMessages is the hex SHA-256 of the messages' JSON, as sent: the
@@ -55,12 +65,194 @@ func NewRequestID() string {
 // into a copy of the whole prompt.
 func digestMessages(msgs []connectors.Message) string {
 	h := sha256.New()
-	if err := json.NewEncoder(untilNewline{h}).Encode(msgs); err != nil {
-		// Messages are strings only; this cannot fail, but a digest of
-		// nothing must never pass for one of something.
-		return ""
+	if !messageJSONIsPlain {
+		if err := json.NewEncoder(untilNewline{h}).Encode(msgs); err != nil {
+			// Messages are strings only; this cannot fail, but a digest of
+			// nothing must never pass for one of something.
+			return ""
+		}
+		return hex.EncodeToString(h.Sum(nil))
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	w := digestWriters.Get().(*jsonDigestWriter)
+	w.h, w.buf = h, w.buf[:0]
+	w.writeMessages(msgs)
+	w.flush()
+	var sum [sha256.Size]byte
+	// The buffer held the prompt: it is cleared before it is pooled, so no
+	// prompt outlives its call.
+	clear(w.buf[:cap(w.buf)])
+	w.h = nil
+	digestWriters.Put(w)
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+// messageJSONIsPlain says connectors.Message is what jsonDigestWriter
+// writes by hand: a role and a content, plain strings tagged "role" and
+// "content", with no marshaler anywhere. Should the type change,
+// digestMessages falls back to encoding/json, so the digest stays
+// json.Marshal's either way.
+var messageJSONIsPlain = func() bool {
+	t := reflect.TypeFor[connectors.Message]()
+	marshals := func(t reflect.Type) bool {
+		for _, m := range []reflect.Type{reflect.TypeFor[json.Marshaler](), reflect.TypeFor[encoding.TextMarshaler]()} {
+			if t.Implements(m) || reflect.PointerTo(t).Implements(m) {
+				return true
+			}
+		}
+		return false
+	}
+	if t.NumField() != 2 || marshals(t) {
+		return false
+	}
+	for i, tag := range []string{"role", "content"} {
+		f := t.Field(i)
+		if f.Tag != reflect.StructTag(`json:"`+tag+`"`) || f.Type.Kind() != reflect.String || marshals(f.Type) {
+			return false
+		}
+	}
+	return true
+}()
+
+// jsonDigestWriter writes messages as json.Marshal encodes them into a
+// hash, through a buffer: hashing in small pieces costs more per byte.
+// (The hash does not take strings, and copying into the buffer costs less
+// than converting each piece.)
+type jsonDigestWriter struct {
+	h   hash.Hash
+	buf []byte
+}
+
+// digestBufferBytes is when the buffer is handed to the hash.
+const digestBufferBytes = 4 << 10
+
+var digestWriters = sync.Pool{New: func() any { return &jsonDigestWriter{buf: make([]byte, 0, digestBufferBytes+64)} }}
+
+func (w *jsonDigestWriter) flush() {
+	w.h.Write(w.buf)
+	w.buf = w.buf[:0]
+}
+
+// write appends b, handing the buffer to the hash when it is full.
+func (w *jsonDigestWriter) write(b string) {
+	for len(w.buf)+len(b) > digestBufferBytes {
+		n := digestBufferBytes - len(w.buf)
+		w.buf = append(w.buf, b[:n]...)
+		w.flush()
+		b = b[n:]
+	}
+	w.buf = append(w.buf, b...)
+}
+
+func (w *jsonDigestWriter) writeMessages(msgs []connectors.Message) {
+	if msgs == nil {
+		w.write("null")
+		return
+	}
+	w.write("[")
+	for i, m := range msgs {
+		if i > 0 {
+			w.write(",")
+		}
+		w.write(`{"role":`)
+		w.writeString(string(m.Role))
+		w.write(`,"content":`)
+		w.writeString(m.Content)
+		w.write("}")
+	}
+	w.write("]")
+}
+
+// writeString writes s quoted as encoding/json quotes a string with HTML
+// escaping (json.Marshal's default): <, > and & as \u003c, \u003e and
+// \u0026, control characters as short or \u00XX escapes, invalid UTF-8 as
+// \ufffd, and U+2028 and U+2029 escaped.
+func (w *jsonDigestWriter) writeString(s string) {
+	const hexDigits = "0123456789abcdef"
+	w.write(`"`)
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if jsonSafeASCII[b] {
+				i++
+				// Prose is mostly safe ASCII: skip it eight bytes at a time.
+				i += jsonSafeRun(s[i:])
+				continue
+			}
+			w.write(s[start:i])
+			switch b {
+			case '\\', '"':
+				w.write(`\`)
+				w.write(s[i : i+1])
+			case '\b':
+				w.write(`\b`)
+			case '\f':
+				w.write(`\f`)
+			case '\n':
+				w.write(`\n`)
+			case '\r':
+				w.write(`\r`)
+			case '\t':
+				w.write(`\t`)
+			default:
+				w.write(`\u00`)
+				w.write(hexDigits[b>>4 : b>>4+1])
+				w.write(hexDigits[b&0xF : b&0xF+1])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && size == 1:
+			w.write(s[start:i])
+			w.write(`\ufffd`)
+		case c == '\u2028' || c == '\u2029':
+			w.write(s[start:i])
+			w.write(`\u202`)
+			w.write(hexDigits[c&0xF : c&0xF+1])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	w.write(s[start:])
+	w.write(`"`)
+}
+
+// jsonSafeASCII marks the ASCII bytes encoding/json writes as they are
+// when it escapes HTML: printable ones but ", \, <, > and &.
+var jsonSafeASCII = func() (safe [utf8.RuneSelf]bool) {
+	for b := ' '; b < utf8.RuneSelf; b++ {
+		safe[b] = !strings.ContainsRune(`"\<>&`, b)
+	}
+	return safe
+}()
+
+// jsonSafeRun is how many of s's first bytes, in whole words of eight,
+// are in jsonSafeASCII: none is 0x80 or above, below 0x20, or one of
+// " \ < > &. It tests eight at once, as one word, with the usual bit
+// tricks: with every byte below 0x80, (y - 0x01…) &^ y has a byte's high
+// bit set exactly when a byte of y is zero, and (x - 0x20…) &^ x when a
+// byte of x is below 0x20.
+func jsonSafeRun(s string) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zeros := func(y uint64) uint64 { return (y - ones) &^ y }
+	n := 0
+	for ; len(s)-n >= 8; n += 8 {
+		w := s[n : n+8]
+		_ = w[7] // one bounds check for the eight loads, which become one
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		found := x | (x-0x20*ones)&^x |
+			zeros(x^('"'*ones)) | zeros(x^('\\'*ones)) | zeros(x^('<'*ones)) | zeros(x^('>'*ones)) | zeros(x^('&'*ones))
+		if found&highs != 0 {
+			break
+		}
+	}
+	return n
 }
 
 // untilNewline drops the newline Encoder.Encode puts after the value, so
@@ -91,6 +283,9 @@ func (r *Record) addApplied(applied []Applied) {
 	}
 	if r.Decisions == nil {
 		r.Decisions = map[string]int{}
+	}
+	if r.Applied == nil {
+		r.Applied = make([]Applied, 0, min(len(applied), maxRecordApplied))
 	}
 	for _, a := range applied {
 		r.Decisions[string(a.Action)]++

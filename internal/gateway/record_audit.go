@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/moatproject/moat/internal/audit"
 )
@@ -26,21 +27,44 @@ func (r AuditRecorder) Record(ctx context.Context, rec Record) error {
 
 func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Outcome) error {
 	id := rec.Identity
-	details := map[string]any{
-		"requestId":   rec.RequestID,
-		"environment": rec.Environment,
-		"usage":       map[string]int{"promptTokens": rec.Usage.PromptTokens, "completionTokens": rec.Usage.CompletionTokens},
-		"costMicros":  rec.CostMicros,
-		"latencyUs":   rec.Latency.Microseconds(),
-		"overheadUs":  rec.Overhead.Microseconds(),
+	resource := "model/" + rec.Alias
+	if rec.Alias == "" {
+		resource = "connector/" + rec.Connector
 	}
-	for k, v := range map[string]string{
-		"alias": rec.Alias, "connector": rec.Connector, "vendor": rec.Vendor, "model": rec.Model,
-		"project": id.Project, "workflow": id.Workflow, "run": id.Run, "step": id.Step, "keyName": id.Name,
-		"inputSha256": rec.InputDigest, "outputSha256": rec.OutputDigest, "error": rec.Error,
+	_, err := r.Log.Append(ctx, audit.Record{
+		Actor:    id.Kind + ":" + id.ID,
+		Action:   "ai.call",
+		Resource: resource,
+		Outcome:  outcome,
+		Details:  auditDetails(rec),
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: audit record of AI call %s: %w", rec.RequestID, err)
+	}
+	return nil
+}
+
+// auditDetails are a record's details as the audit log keeps them. The
+// log encodes them canonically (keys sorted), so the order they are set in
+// does not show.
+func auditDetails(rec Record) map[string]any {
+	id := rec.Identity
+	// Sized for the usual call: the six always set, eight of the optional
+	// strings, findings, decisions, subjects and attempts.
+	details := make(map[string]any, 18)
+	details["requestId"] = rec.RequestID
+	details["environment"] = rec.Environment
+	details["usage"] = map[string]int{"promptTokens": rec.Usage.PromptTokens, "completionTokens": rec.Usage.CompletionTokens}
+	details["costMicros"] = rec.CostMicros
+	details["latencyUs"] = rec.Latency.Microseconds()
+	details["overheadUs"] = rec.Overhead.Microseconds()
+	for _, f := range [...]struct{ key, value string }{
+		{"alias", rec.Alias}, {"connector", rec.Connector}, {"vendor", rec.Vendor}, {"model", rec.Model},
+		{"project", id.Project}, {"workflow", id.Workflow}, {"run", id.Run}, {"step", id.Step}, {"keyName", id.Name},
+		{"inputSha256", rec.InputDigest}, {"outputSha256", rec.OutputDigest}, {"error", rec.Error},
 	} {
-		if v != "" {
-			details[k] = v
+		if f.value != "" {
+			details[f.key] = f.value
 		}
 	}
 	if len(rec.Findings) > 0 {
@@ -52,13 +76,14 @@ func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Out
 	if len(rec.Subjects) > 0 {
 		// Stored as their HMACs only: `moat audit hmac` gives a person's.
 		subjects := make([]any, 0, min(len(rec.Subjects), maxRecordSubjects))
-		seen := make(map[audit.SensitiveValue]bool, len(rec.Subjects))
 		for _, s := range rec.Subjects {
 			if len(subjects) == maxRecordSubjects {
 				break
 			}
-			if !seen[s] {
-				seen[s] = true
+			// A record holds at most maxRecordSubjects subjects, each once
+			// (addSubject sees to both): a search of the few kept so far
+			// costs less than a set.
+			if !slices.Contains(subjects, any(s)) {
 				subjects = append(subjects, s)
 			}
 		}
@@ -80,21 +105,7 @@ func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Out
 		}
 		details["attempts"] = attempts
 	}
-	resource := "model/" + rec.Alias
-	if rec.Alias == "" {
-		resource = "connector/" + rec.Connector
-	}
-	_, err := r.Log.Append(ctx, audit.Record{
-		Actor:    id.Kind + ":" + id.ID,
-		Action:   "ai.call",
-		Resource: resource,
-		Outcome:  outcome,
-		Details:  details,
-	})
-	if err != nil {
-		return fmt.Errorf("gateway: audit record of AI call %s: %w", rec.RequestID, err)
-	}
-	return nil
+	return details
 }
 
 // callOutcome maps a call's outcome to the audit log's: refused by policy
