@@ -31,9 +31,13 @@ var errDetailsTooDeep = errors.New("details nest too deep")
 
 // detailsEncoder holds the scratch space of one encoding.
 type detailsEncoder struct {
-	key  []byte
-	mac  hash.Hash // keyed with key once, reset for each sensitive value
-	buf  []byte
+	key []byte
+	// mac is keyed with macKey, and kept across uses of the encoder: most
+	// records are encoded under one log's key, and keying an HMAC costs
+	// two SHA-256 blocks and an allocation.
+	mac    hash.Hash
+	macKey []byte
+	buf    []byte
 	keys []string // a stack of the keys of the objects being written
 }
 
@@ -43,7 +47,7 @@ var detailsEncoders = sync.Pool{New: func() any { return &detailsEncoder{buf: ma
 func encodeDetails(key []byte, details map[string]any) ([]byte, error) {
 	e := detailsEncoders.Get().(*detailsEncoder)
 	defer func() {
-		e.key, e.mac = nil, nil
+		e.key = nil
 		if cap(e.buf) <= maxDetailsLen && cap(e.keys) <= 4096 {
 			detailsEncoders.Put(e)
 		}
@@ -180,8 +184,8 @@ func (e *detailsEncoder) value(b []byte, v any, depth int, opaque bool) ([]byte,
 // appendHMAC writes the HMAC of a sensitive value as hmacValue formats it
 // (a string that needs no escaping).
 func (e *detailsEncoder) appendHMAC(b []byte, v string) []byte {
-	if e.mac == nil {
-		e.mac = hmac.New(sha256.New, e.key)
+	if e.mac == nil || !bytes.Equal(e.macKey, e.key) {
+		e.mac, e.macKey = hmac.New(sha256.New, e.key), e.key
 	} else {
 		e.mac.Reset()
 	}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -258,5 +259,21 @@ func BenchmarkCanonicalDetails(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Pooled encoders keep their keyed HMAC between records: a record under
+// another key gets that key's HMAC, however the uses interleave.
+func TestCanonicalDetailsHMACFollowsTheKey(t *testing.T) {
+	keys := [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}
+	for i := range 50 {
+		key := keys[i%2]
+		got, err := canonicalDetails(key, map[string]any{"v": Sensitive("ana@example.com")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `{"v":"` + hmacValue(key, "ana@example.com") + `"}`; string(got) != want {
+			t.Fatalf("use %d: %s, want %s", i, got, want)
+		}
 	}
 }

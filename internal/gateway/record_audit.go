@@ -17,6 +17,8 @@ type AuditRecorder struct{ Log *audit.Log }
 
 // RecordStart writes an ai.call record with outcome "requested" before the
 // request is sent, so that a call the log cannot record never leaves.
+//
+// It leaves out usage, cost and timing, which are all zero before the call.
 func (r AuditRecorder) RecordStart(ctx context.Context, rec Record) error {
 	return r.append(ctx, rec, audit.Requested)
 }
@@ -36,7 +38,7 @@ func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Out
 		Action:   "ai.call",
 		Resource: resource,
 		Outcome:  outcome,
-		Details:  auditDetails(rec),
+		Details:  auditDetails(rec, outcome == audit.Requested),
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: audit record of AI call %s: %w", rec.RequestID, err)
@@ -46,18 +48,20 @@ func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Out
 
 // auditDetails are a record's details as the audit log keeps them. The
 // log encodes them canonically (keys sorted), so the order they are set in
-// does not show.
-func auditDetails(rec Record) map[string]any {
+// does not show. A requested record has no usage, cost or timing yet.
+func auditDetails(rec Record, requested bool) map[string]any {
 	id := rec.Identity
 	// Sized for the usual call: the six always set, eight of the optional
 	// strings, findings, decisions, subjects and attempts.
 	details := make(map[string]any, 18)
 	details["requestId"] = rec.RequestID
 	details["environment"] = rec.Environment
-	details["usage"] = map[string]int{"promptTokens": rec.Usage.PromptTokens, "completionTokens": rec.Usage.CompletionTokens}
-	details["costMicros"] = rec.CostMicros
-	details["latencyUs"] = rec.Latency.Microseconds()
-	details["overheadUs"] = rec.Overhead.Microseconds()
+	if !requested {
+		details["usage"] = map[string]int{"promptTokens": rec.Usage.PromptTokens, "completionTokens": rec.Usage.CompletionTokens}
+		details["costMicros"] = rec.CostMicros
+		details["latencyUs"] = rec.Latency.Microseconds()
+		details["overheadUs"] = rec.Overhead.Microseconds()
+	}
 	for _, f := range [...]struct{ key, value string }{
 		{"alias", rec.Alias}, {"connector", rec.Connector}, {"vendor", rec.Vendor}, {"model", rec.Model},
 		{"project", id.Project}, {"workflow", id.Workflow}, {"run", id.Run}, {"step", id.Step}, {"keyName", id.Name},

@@ -103,8 +103,16 @@ func TestAuditDetailsAgreeWithReference(t *testing.T) {
 		records = append(records, r)
 	}
 	for i, r := range records {
-		if got, want := auditDetails(r), auditDetailsReference(r); !reflect.DeepEqual(got, want) {
+		want := auditDetailsReference(r)
+		if got := auditDetails(r, false); !reflect.DeepEqual(got, want) {
 			t.Errorf("record %d: details %v, want %v", i, got, want)
+		}
+		// A requested record leaves out what is zero before the call.
+		for _, k := range []string{"usage", "costMicros", "latencyUs", "overheadUs"} {
+			delete(want, k)
+		}
+		if got := auditDetails(r, true); !reflect.DeepEqual(got, want) {
+			t.Errorf("record %d requested: details %v, want %v", i, got, want)
 		}
 	}
 }
