@@ -38,7 +38,7 @@ type detailsEncoder struct {
 	mac    hash.Hash
 	macKey []byte
 	buf    []byte
-	keys []string // a stack of the keys of the objects being written
+	keys   []string // a stack of the keys of the objects being written
 }
 
 var detailsEncoders = sync.Pool{New: func() any { return &detailsEncoder{buf: make([]byte, 0, 1024)} }}
