@@ -51,6 +51,11 @@ var errJournal = errors.New("audit: damaged journal")
 // the middle of a write) is dropped and cut off; any other damage is an
 // error, since records in it may have been acknowledged.
 func openJournal(path string) (*journal, []stored, error) {
+	// A crash while the journal was being emptied may leave its empty
+	// replacement behind.
+	if err := os.Remove(path + ".new"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("audit: open journal: %w", err)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit: open journal: %w", err)
@@ -125,9 +130,18 @@ func allZero(b []byte) bool {
 
 // appendJournalFrame appends the frame of one canonical record.
 func appendJournalFrame(b, canonical []byte) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(len(canonical)))
-	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(canonical, castagnoli))
-	return append(b, canonical...)
+	b = append(b, make([]byte, journalFrameHeader)...)
+	mark := len(b) - journalFrameHeader
+	b = append(b, canonical...)
+	putJournalHeader(b[mark:])
+	return b
+}
+
+// putJournalHeader fills in the header of frame, whose body follows it.
+func putJournalHeader(frame []byte) {
+	body := frame[journalFrameHeader:]
+	binary.BigEndian.PutUint32(frame, uint32(len(body)))
+	binary.BigEndian.PutUint32(frame[4:], crc32.Checksum(body, castagnoli))
 }
 
 // write appends frames at the end of the journal in one system call.
@@ -148,13 +162,23 @@ func (j *journal) write(frames []byte) error {
 }
 
 // reset empties the journal once the database holds all its records,
-// which also mends a journal a failed write left broken.
-func (j *journal) reset() error {
-	if err := j.f.Truncate(0); err != nil {
-		return fmt.Errorf("audit: empty journal %s: %w", j.path, err)
+// which also mends a journal a failed write left broken. It puts a new,
+// empty file in the old one's place rather than truncating it, since
+// truncating waits for the file's pages being written back to disk, which
+// appenders would wait for too; the old file is returned for the caller to
+// close when it holds no lock.
+func (j *journal) reset() (*os.File, error) {
+	fresh, err := os.OpenFile(j.path+".new", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: empty journal %s: %w", j.path, err)
 	}
-	j.size, j.broken = 0, nil
-	return nil
+	if err := os.Rename(j.path+".new", j.path); err != nil {
+		fresh.Close()
+		return nil, fmt.Errorf("audit: empty journal %s: %w", j.path, err)
+	}
+	old := j.f
+	j.f, j.size, j.broken = fresh, 0, nil
+	return old, nil
 }
 
 func (j *journal) close() error { return j.f.Close() }

@@ -104,27 +104,29 @@ type Log struct {
 	closed   bool // the writer goroutine has finished
 	tree     frontier
 	spare    []tlog.Hash // storage for the next tree, so a commit need not allocate one
-	leafBuf  []byte      // scratch for records' canonical encodings
-	hashBuf  []tlog.Hash // scratch for the hashes a record completes
+	hasher   hasher
 	lastCP   int64
 	lastCPAt time.Time
 	stale    bool // the store may differ from tree: reload before writing
 
-	// With a journal, tree is the journaled tree and these are the
-	// journaled records the database does not hold yet, the writer's last
-	// failure to commit them (appends are refused while it stands) and
-	// scratch for the frames of an append.
+	// With a journal, these are the next record's seq, the journaled
+	// records the database does not hold yet (hashed by the writer, off
+	// the appenders' path), the writer's last failure to commit them
+	// (appends are refused while it stands) and scratch for the frames of
+	// an append.
 	journal   *journal
-	pending   []store.AuditRecord
+	next      int64
+	pending   []stored
 	commitErr error
 	frameBuf  []byte
 	// wake tells the writer that records wait in the journal, hurry that
 	// it should not wait for more. dbTree, the tree the database holds,
-	// belongs to the writer goroutine, as do lastCP and lastCPAt with a
-	// journal.
+	// and dbHasher belong to the writer goroutine, as do lastCP and
+	// lastCPAt with a journal.
 	wake, hurry   chan struct{}
 	requiredSinks bool // an append waits for the database: commit at once
 	dbTree        frontier
+	dbHasher      hasher
 	// settledCh is closed, and replaced, each time the database takes
 	// records, for Flush.
 	settledMu sync.Mutex
@@ -557,7 +559,7 @@ func (l *Log) write(batch []*request, n int, forceCheckpoint bool, deadline time
 		// One record and no checkpoint: one statement, which the database
 		// commits by itself, without a transaction's own statements.
 		tree := l.tree.cloneInto(l.spare)
-		rows := l.hashBatch(&tree, batch, n, nil)
+		rows := l.hashBatch(&tree, batch, n)
 		err := l.st.AppendAudit(ctx, rows)
 		if err == nil {
 			l.committed(tree, l.lastCP, rows, nil, now)
@@ -592,7 +594,7 @@ func (l *Log) write(batch []*request, n int, forceCheckpoint bool, deadline time
 					return err
 				}
 			}
-			rows = l.hashBatch(&tree, batch, n, nil)
+			rows = l.hashBatch(&tree, batch, n)
 			cp = nil
 			if tree.size > lastCP && (forceCheckpoint || l.checkpointDue(tree.size, lastCP, now)) {
 				c, err := l.sign(&tree, now)
@@ -706,42 +708,60 @@ func loadTail(ctx context.Context, q store.AuditQueries) (frontier, int64, error
 }
 
 // hashBatch numbers the batch's records from tree's size, adds them to
-// tree and returns the rows to store, each with its stored hashes. With
-// frames it also appends each record's journal frame there.
-func (l *Log) hashBatch(tree *frontier, batch []*request, n int, frames *[]byte) []store.AuditRecord {
+// tree and returns the rows to store, each with its stored hashes.
+func (l *Log) hashBatch(tree *frontier, batch []*request, n int) []store.AuditRecord {
 	rows := make([]store.AuditRecord, 0, n)
-	stored := 0
-	for seq := tree.size; seq < tree.size+int64(n); seq++ {
-		stored += storedCount(seq)
-	}
-	hashes := make([]byte, 0, stored*tlog.HashSize)
-	buf, hs := l.leafBuf, l.hashBuf
+	hashes := make([]byte, 0, storedHashBytes(tree.size, n))
 	for _, req := range batch {
 		req.first = tree.size
 		for i := range req.recs {
-			r := &req.recs[i]
-			r.Seq = tree.size
-			var leaf tlog.Hash
-			leaf, buf = leafHash(buf, r)
-			if frames != nil {
-				*frames = appendJournalFrame(*frames, buf)
-			}
-			hs = tree.push(leaf, hs[:0])
-			start := len(hashes)
-			for _, h := range hs {
-				hashes = append(hashes, h[:]...)
-			}
-			rows = append(rows, store.AuditRecord{
-				Seq: r.Seq, Time: r.Time, Actor: r.Actor, Action: r.Action, Resource: r.Resource, Outcome: r.Outcome,
-				Details: r.Details, Hashes: hashes[start:len(hashes):len(hashes)],
-			})
+			req.recs[i].Seq = tree.size + int64(i)
 		}
+		rows, hashes = l.hasher.add(tree, req.recs, rows, hashes)
+	}
+	return rows
+}
+
+// storedHashBytes is the size of the stored hashes of n records from seq.
+func storedHashBytes(seq int64, n int) int {
+	stored := 0
+	for end := seq + int64(n); seq < end; seq++ {
+		stored += storedCount(seq)
+	}
+	return stored * tlog.HashSize
+}
+
+// hasher adds records to a tree, with scratch for their encodings and
+// hashes kept from one batch to the next.
+type hasher struct {
+	leafBuf []byte      // a record's canonical encoding
+	hashBuf []tlog.Hash // the hashes a record completes
+}
+
+// add adds recs, numbered from tree's size on, to tree, and appends their
+// rows to rows and their stored hashes to hashes, which the rows share. It
+// only reads recs: appenders may be copying them meanwhile.
+func (h *hasher) add(tree *frontier, recs []stored, rows []store.AuditRecord, hashes []byte) ([]store.AuditRecord, []byte) {
+	buf, hs := h.leafBuf, h.hashBuf
+	for i := range recs {
+		r := &recs[i]
+		var leaf tlog.Hash
+		leaf, buf = leafHash(buf, r)
+		hs = tree.push(leaf, hs[:0])
+		start := len(hashes)
+		for _, h := range hs {
+			hashes = append(hashes, h[:]...)
+		}
+		rows = append(rows, store.AuditRecord{
+			Seq: r.Seq, Time: r.Time, Actor: r.Actor, Action: r.Action, Resource: r.Resource, Outcome: r.Outcome,
+			Details: r.Details, Hashes: hashes[start:len(hashes):len(hashes)],
+		})
 	}
 	if cap(buf) <= 2*maxDetailsLen {
-		l.leafBuf = buf[:0]
+		h.leafBuf = buf[:0]
 	}
-	l.hashBuf = hs[:0]
-	return rows
+	h.hashBuf = hs[:0]
+	return rows, hashes
 }
 
 // sign makes the checkpoint of tree.

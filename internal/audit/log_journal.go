@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/moatproject/moat/internal/store"
 )
 
@@ -63,11 +61,13 @@ func (l *Log) openJournal(ctx context.Context) error {
 		}
 		recs = recs[n:]
 	}
-	if err := j.reset(); err != nil {
+	old, err := j.reset()
+	if err != nil {
 		j.close()
 		return err
 	}
-	l.dbTree = l.tree.clone()
+	old.Close()
+	l.dbTree, l.next = l.tree.clone(), l.tree.size
 	return nil
 }
 
@@ -93,9 +93,15 @@ func (l *Log) appendJournaled(ctx context.Context, req *request, started time.Ti
 		l.mu.Unlock()
 		return nil, err
 	}
-	tree := l.tree.cloneInto(l.spare)
 	frames := l.frameBuf[:0]
-	rows := l.hashBatch(&tree, []*request{req}, len(req.recs), &frames)
+	for i := range req.recs {
+		req.recs[i].Seq = l.next + int64(i)
+		mark := len(frames)
+		// The canonical encoding goes in after the frame's header, which
+		// is written once its length and checksum are known.
+		frames = appendCanonical(append(frames, make([]byte, journalFrameHeader)...), &req.recs[i])
+		putJournalHeader(frames[mark:])
+	}
 	err = l.journal.write(frames)
 	if cap(frames) <= 2*maxDetailsLen {
 		l.frameBuf = frames[:0]
@@ -104,8 +110,9 @@ func (l *Log) appendJournaled(ctx context.Context, req *request, started time.Ti
 		l.mu.Unlock()
 		return nil, err
 	}
-	l.spare, l.tree = l.tree.nodes, tree
-	l.pending = append(l.pending, rows...)
+	req.first = l.next
+	l.next += int64(len(req.recs))
+	l.pending = append(l.pending, req.recs...)
 	urgent := len(l.pending) >= l.opts.MaxBatch/2
 	l.mu.Unlock()
 	l.signal(urgent || l.requiredSinks)
@@ -196,14 +203,13 @@ func (l *Log) drain(closing bool) error {
 	for left > 0 {
 		l.mu.Lock()
 		n := min(left, l.opts.MaxBatch)
-		rows := l.pending[:n:n]
+		recs := l.pending[:n:n]
 		l.mu.Unlock()
 		left -= n
-		err := l.commitJournaled(rows, false)
+		err := l.commitJournaled(recs, false)
 		l.mu.Lock()
 		l.commitErr = err
 		if err == nil {
-			// The sinks keep pointers into rows: drop them, do not reuse them.
 			l.pending = l.pending[n:]
 			if len(l.pending) == 0 {
 				l.pending = nil
@@ -223,24 +229,26 @@ func (l *Log) drain(closing bool) error {
 		}
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if len(l.pending) > 0 || !closing && l.journal.size < journalResetSize {
+		l.mu.Unlock()
 		return nil
 	}
-	return l.journal.reset()
+	old, err := l.journal.reset()
+	l.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return err
 }
 
-// commitJournaled commits rows, which continue the database's tree, and a
-// checkpoint when one is due or forced.
-func (l *Log) commitJournaled(rows []store.AuditRecord, forceCheckpoint bool) error {
+// commitJournaled hashes recs, which continue the database's tree, and
+// commits them, and a checkpoint when one is due or forced.
+func (l *Log) commitJournaled(recs []stored, forceCheckpoint bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
 	defer cancel()
 	now := l.opts.Now()
 	tree := l.dbTree.clone()
-	var scratch []tlog.Hash
-	for i := range rows {
-		scratch = tree.push(tlog.Hash(rows[i].Hashes[:tlog.HashSize]), scratch[:0])
-	}
+	rows, _ := l.dbHasher.add(&tree, recs, make([]store.AuditRecord, 0, len(recs)), make([]byte, 0, storedHashBytes(tree.size, len(recs))))
 	var cp *store.AuditCheckpoint
 	if tree.size > l.lastCP && (forceCheckpoint || l.checkpointDue(tree.size, l.lastCP, now)) {
 		c, err := l.sign(&tree, now)
@@ -276,7 +284,7 @@ func (l *Log) Flush(ctx context.Context) error {
 		return nil
 	}
 	l.mu.Lock()
-	target := l.tree.size
+	target := l.next
 	l.mu.Unlock()
 	l.signal(true)
 	for {
