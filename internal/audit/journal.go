@@ -128,20 +128,17 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// appendJournalFrame appends the frame of one canonical record.
-func appendJournalFrame(b, canonical []byte) []byte {
-	b = append(b, make([]byte, journalFrameHeader)...)
-	mark := len(b) - journalFrameHeader
-	b = append(b, canonical...)
-	putJournalHeader(b[mark:])
-	return b
-}
-
-// putJournalHeader fills in the header of frame, whose body follows it.
-func putJournalHeader(frame []byte) {
+// appendJournalFrame appends the frame of r: the canonical encoding goes
+// in after room for the header, which is filled in once its length and
+// checksum are known.
+func appendJournalFrame(b []byte, r *stored) []byte {
+	mark := len(b)
+	b = appendCanonical(append(b, make([]byte, journalFrameHeader)...), r)
+	frame := b[mark:]
 	body := frame[journalFrameHeader:]
 	binary.BigEndian.PutUint32(frame, uint32(len(body)))
 	binary.BigEndian.PutUint32(frame[4:], crc32.Checksum(body, castagnoli))
+	return b
 }
 
 // write appends frames at the end of the journal in one system call.

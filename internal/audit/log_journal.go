@@ -96,11 +96,7 @@ func (l *Log) appendJournaled(ctx context.Context, req *request, started time.Ti
 	frames := l.frameBuf[:0]
 	for i := range req.recs {
 		req.recs[i].Seq = l.next + int64(i)
-		mark := len(frames)
-		// The canonical encoding goes in after the frame's header, which
-		// is written once its length and checksum are known.
-		frames = appendCanonical(append(frames, make([]byte, journalFrameHeader)...), &req.recs[i])
-		putJournalHeader(frames[mark:])
+		frames = appendJournalFrame(frames, &req.recs[i])
 	}
 	err = l.journal.write(frames)
 	if cap(frames) <= 2*maxDetailsLen {
