@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/moatproject/moat/internal/jsontext"
 )
 
 // writeCompletion answers a chat completion with what writeJSON writes for
@@ -37,13 +38,13 @@ func (c chatCompletion) appendJSON(b []byte) ([]byte, bool) {
 		b = make([]byte, 0, size)
 	}
 	b = append(b, `{"id":`...)
-	b = appendJSONText(b, c.ID)
+	b = jsontext.AppendString(b, c.ID, false)
 	b = append(b, `,"object":`...)
-	b = appendJSONText(b, c.Object)
+	b = jsontext.AppendString(b, c.Object, false)
 	b = append(b, `,"created":`...)
 	b = strconv.AppendInt(b, c.Created, 10)
 	b = append(b, `,"model":`...)
-	b = appendJSONText(b, c.Model)
+	b = jsontext.AppendString(b, c.Model, false)
 	b = append(b, `,"choices":`...)
 	if c.Choices == nil {
 		b = append(b, "null"...)
@@ -56,17 +57,17 @@ func (c chatCompletion) appendJSON(b []byte) ([]byte, bool) {
 			b = append(b, `{"index":`...)
 			b = strconv.AppendInt(b, int64(ch.Index), 10)
 			b = append(b, `,"message":{"role":`...)
-			b = appendJSONText(b, ch.Message.Role)
+			b = jsontext.AppendString(b, ch.Message.Role, false)
 			b = append(b, `,"content":`...)
-			b = appendJSONText(b, ch.Message.Content)
+			b = jsontext.AppendString(b, ch.Message.Content, false)
 			b = append(b, `,"refusal":`...)
 			if ch.Message.Refusal == nil {
 				b = append(b, "null"...)
 			} else {
-				b = appendJSONText(b, *ch.Message.Refusal)
+				b = jsontext.AppendString(b, *ch.Message.Refusal, false)
 			}
 			b = append(b, `},"finish_reason":`...)
-			b = appendJSONText(b, ch.FinishReason)
+			b = jsontext.AppendString(b, ch.FinishReason, false)
 			b = append(b, `,"logprobs":null}`...)
 		}
 		b = append(b, ']')
@@ -84,59 +85,4 @@ func (c chatCompletion) appendJSON(b []byte) ([]byte, bool) {
 		b = append(b, '}')
 	}
 	return append(b, "}\n"...), true
-}
-
-// appendJSONText appends s quoted as encoding/json quotes a string without
-// HTML escaping: '"' and '\' escaped, control characters as short or
-// \u00XX escapes, invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped, and
-// everything else as it is.
-func appendJSONText(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= ' ' && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -17,11 +17,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/connectors"
 	"github.com/moatproject/moat/internal/detect"
+	"github.com/moatproject/moat/internal/jsontext"
 )
 
 // maxRecordApplied bounds Record.Applied: a prompt with thousands of
@@ -82,7 +82,9 @@ func digestMessages(msgs []connectors.Message) string {
 	// prompt outlives its call.
 	clear(w.buf[:cap(w.buf)])
 	w.h = nil
-	digestWriters.Put(w)
+	if cap(w.buf) <= 16*digestBufferBytes {
+		digestWriters.Put(w)
+	}
 	return hex.EncodeToString(h.Sum(sum[:0]))
 }
 
@@ -162,97 +164,14 @@ func (w *jsonDigestWriter) writeMessages(msgs []connectors.Message) {
 	w.write("]")
 }
 
-// writeString writes s quoted as encoding/json quotes a string with HTML
-// escaping (json.Marshal's default): <, > and & as \u003c, \u003e and
-// \u0026, control characters as short or \u00XX escapes, invalid UTF-8 as
-// \ufffd, and U+2028 and U+2029 escaped.
+// writeString writes s quoted as json.Marshal quotes a string. A long
+// string goes into the buffer whole, which then holds about as much as the
+// prompt itself for a moment.
 func (w *jsonDigestWriter) writeString(s string) {
-	const hexDigits = "0123456789abcdef"
-	w.write(`"`)
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if jsonSafeASCII[b] {
-				i++
-				// Prose is mostly safe ASCII: skip it eight bytes at a time.
-				i += jsonSafeRun(s[i:])
-				continue
-			}
-			w.write(s[start:i])
-			switch b {
-			case '\\', '"':
-				w.write(`\`)
-				w.write(s[i : i+1])
-			case '\b':
-				w.write(`\b`)
-			case '\f':
-				w.write(`\f`)
-			case '\n':
-				w.write(`\n`)
-			case '\r':
-				w.write(`\r`)
-			case '\t':
-				w.write(`\t`)
-			default:
-				w.write(`\u00`)
-				w.write(hexDigits[b>>4 : b>>4+1])
-				w.write(hexDigits[b&0xF : b&0xF+1])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case c == utf8.RuneError && size == 1:
-			w.write(s[start:i])
-			w.write(`\ufffd`)
-		case c == '\u2028' || c == '\u2029':
-			w.write(s[start:i])
-			w.write(`\u202`)
-			w.write(hexDigits[c&0xF : c&0xF+1])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
+	w.buf = jsontext.AppendString(w.buf, s, true)
+	if len(w.buf) >= digestBufferBytes {
+		w.flush()
 	}
-	w.write(s[start:])
-	w.write(`"`)
-}
-
-// jsonSafeASCII marks the ASCII bytes encoding/json writes as they are
-// when it escapes HTML: printable ones but ", \, <, > and &.
-var jsonSafeASCII = func() (safe [utf8.RuneSelf]bool) {
-	for b := ' '; b < utf8.RuneSelf; b++ {
-		safe[b] = !strings.ContainsRune(`"\<>&`, b)
-	}
-	return safe
-}()
-
-// jsonSafeRun is how many of s's first bytes, in whole words of eight,
-// are in jsonSafeASCII: none is 0x80 or above, below 0x20, or one of
-// " \ < > &. It tests eight at once, as one word, with the usual bit
-// tricks: with every byte below 0x80, (y - 0x01…) &^ y has a byte's high
-// bit set exactly when a byte of y is zero, and (x - 0x20…) &^ x when a
-// byte of x is below 0x20.
-func jsonSafeRun(s string) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	zeros := func(y uint64) uint64 { return (y - ones) &^ y }
-	n := 0
-	for ; len(s)-n >= 8; n += 8 {
-		w := s[n : n+8]
-		_ = w[7] // one bounds check for the eight loads, which become one
-		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-		found := x | (x-0x20*ones)&^x |
-			zeros(x^('"'*ones)) | zeros(x^('\\'*ones)) | zeros(x^('<'*ones)) | zeros(x^('>'*ones)) | zeros(x^('&'*ones))
-		if found&highs != 0 {
-			break
-		}
-	}
-	return n
 }
 
 // untilNewline drops the newline Encoder.Encode puts after the value, so

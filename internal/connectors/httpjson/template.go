@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/moatproject/moat/internal/connectors"
+	"github.com/moatproject/moat/internal/jsontext"
 )
 
 // Placeholders a body template may use inside its strings.
@@ -204,7 +205,7 @@ func (n *node) render(b []byte, v vars) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, k)
+			b = jsontext.AppendString(b, k, true)
 			b = append(b, ':')
 			b = n.children[i].render(b, v)
 		}
@@ -230,12 +231,5 @@ func (n *node) render(b []byte, v vars) []byte {
 			sb.WriteString(s.literal)
 		}
 	}
-	return appendJSONString(b, sb.String())
-}
-
-// appendJSONString appends s as a JSON string; invalid UTF-8 becomes
-// U+FFFD, as encoding/json does.
-func appendJSONString(b []byte, s string) []byte {
-	enc, _ := json.Marshal(s) // a string always encodes
-	return append(b, enc...)
+	return jsontext.AppendString(b, sb.String(), true)
 }
