@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/gateway"
+	"github.com/moatproject/moat/internal/jsontext"
 )
 
 // The OpenAI-compatible endpoint: existing tools (the OpenAI SDKs, n8n, Dify,
@@ -179,7 +180,7 @@ var refusedFields = map[string]refusal{
 // same body always gets the same one.
 func decodeChatRequest(body []byte) (chatRequest, *openAIError) {
 	var c chatRequest
-	d := &chatDecoder{dec: newJSONTokens(body)}
+	d := &chatDecoder{dec: jsontext.NewTokens(body)}
 	tok, e := d.token()
 	if e != nil {
 		return c, e
@@ -264,7 +265,7 @@ func (d *chatDecoder) chatField(c *chatRequest, name string) (bool, *openAIError
 // (the body, each message, each part) rescanned a long message at every
 // level: 58 µs for a 2 KB prompt.
 type chatDecoder struct {
-	dec *jsonTokens
+	dec *jsontext.Tokens
 }
 
 func (d *chatDecoder) token() (json.Token, *openAIError) {
@@ -803,7 +804,7 @@ func (d *chatDecoder) part(param string) (string, *openAIError) {
 
 // jsonProblem describes a JSON error without quoting the input.
 func jsonProblem(err error) string {
-	var syntax *jsonSyntaxError
+	var syntax *jsontext.SyntaxError
 	if errors.As(err, &syntax) {
 		return fmt.Sprintf("malformed JSON at byte %d", syntax.Offset)
 	}

@@ -263,3 +263,16 @@ func percentiles(ds []time.Duration) latencySummary {
 	}
 	return latencySummary{p50: at(0.50), p99: at(0.99)}
 }
+
+func BenchmarkDecodeChatRequest(b *testing.B) {
+	body, err := json.Marshal(map[string]any{"model": "chat", "messages": []any{map[string]any{"role": "user", "content": benchPrompt}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, e := decodeChatRequest(body); e != nil {
+			b.Fatal(e)
+		}
+	}
+}

@@ -1,7 +1,9 @@
-// Package jsontext writes JSON strings byte for byte as encoding/json
-// does, for the places that write JSON by hand to save its reflection: an
-// OpenAI answer, the audit log's canonical records, the digest of a
-// prompt.
+// Package jsontext reads and writes JSON as encoding/json does, for the
+// places on the gateway's path that handle JSON by hand to save its
+// reflection: strings written byte for byte as encoding/json writes them
+// (an OpenAI answer, the audit log's canonical records, the digest of a
+// prompt), and a token reader that accepts and returns what json.Decoder
+// does (a chat request, an upstream's answer).
 package jsontext
 
 import "unicode/utf8"
@@ -84,8 +86,9 @@ var safePlain, safeHTML = func() (plain, html [utf8.RuneSelf]bool) {
 // tricks: with every byte below 0x80, (y - 0x01…) &^ y has a byte's high
 // bit set exactly when a byte of y is zero, and (x - 0x20…) &^ x when a
 // byte of x is below 0x20. Without HTML escaping it stops at <, > and &
-// too, which the caller then writes as they are.
-func safeRun(s string) int {
+// too, which the caller then writes as they are. A reader uses it to skip
+// the bytes of a string that need no decoding.
+func safeRun[T string | []byte](s T) int {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	zeros := func(y uint64) uint64 { return (y - ones) &^ y }
 	n := 0

@@ -1,4 +1,4 @@
-package api
+package jsontext
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 )
 
-// jsonTokens reads a JSON text as a stream of tokens, the values
+// Tokens reads a JSON text as a stream of tokens, the values
 // json.Decoder.Token returns (Delim, string, float64, bool, nil), with the
 // same checks of structure, and whole values as raw bytes. It exists for
 // speed: json.Decoder runs a state machine on every byte of a string and then
@@ -18,7 +18,7 @@ import (
 // prompt, a quarter of the gateway's budget; this reads a string without
 // escapes in one pass over its bytes. FuzzJSONTokens checks that it accepts,
 // refuses and returns exactly what json.Decoder does.
-type jsonTokens struct {
+type Tokens struct {
 	data  []byte
 	pos   int
 	state tokenState
@@ -40,24 +40,24 @@ const (
 	tokObjectComma // after a member's value
 )
 
-// maxJSONDepth bounds the recursion of Raw, as encoding/json bounds Decode.
-const maxJSONDepth = 10000
+// maxDepth bounds the recursion of Raw, as encoding/json bounds Decode.
+const maxDepth = 10000
 
-// jsonSyntaxError is a malformed text; Offset is the byte where it was seen.
-type jsonSyntaxError struct {
+// SyntaxError is a malformed text; Offset is the byte where it was seen.
+type SyntaxError struct {
 	Offset int
 	msg    string
 }
 
-func (e *jsonSyntaxError) Error() string {
+func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("%s at byte %d", e.msg, e.Offset)
 }
 
-func newJSONTokens(data []byte) *jsonTokens { return &jsonTokens{data: data} }
+func NewTokens(data []byte) *Tokens { return &Tokens{data: data} }
 
-func (t *jsonTokens) fail(msg string) error { return &jsonSyntaxError{Offset: t.pos, msg: msg} }
+func (t *Tokens) fail(msg string) error { return &SyntaxError{Offset: t.pos, msg: msg} }
 
-func (t *jsonTokens) skipSpace() {
+func (t *Tokens) skipSpace() {
 	for t.pos < len(t.data) {
 		switch t.data[t.pos] {
 		case ' ', '\t', '\n', '\r':
@@ -69,12 +69,12 @@ func (t *jsonTokens) skipSpace() {
 }
 
 // More reports whether the current array or object has another element.
-func (t *jsonTokens) More() bool {
+func (t *Tokens) More() bool {
 	t.skipSpace()
 	return t.pos < len(t.data) && t.data[t.pos] != ']' && t.data[t.pos] != '}'
 }
 
-func (t *jsonTokens) valueAllowed() bool {
+func (t *Tokens) valueAllowed() bool {
 	switch t.state {
 	case tokTopValue, tokArrayStart, tokArrayValue, tokObjectValue:
 		return true
@@ -82,7 +82,7 @@ func (t *jsonTokens) valueAllowed() bool {
 	return false
 }
 
-func (t *jsonTokens) valueEnded() {
+func (t *Tokens) valueEnded() {
 	switch t.state {
 	case tokTopValue:
 		t.state = tokTopEnded
@@ -96,13 +96,13 @@ func (t *jsonTokens) valueEnded() {
 // push enters a container. Nesting is bounded by the body's size, not
 // here: json.Decoder's Token does not bound it either, and the stack is a
 // slice, not recursion.
-func (t *jsonTokens) push(next tokenState) {
+func (t *Tokens) push(next tokenState) {
 	t.stack = append(t.stack, t.state)
 	t.state = next
 	t.pos++
 }
 
-func (t *jsonTokens) pop() {
+func (t *Tokens) pop() {
 	t.state = t.stack[len(t.stack)-1]
 	t.stack = t.stack[:len(t.stack)-1]
 	t.pos++
@@ -110,7 +110,7 @@ func (t *jsonTokens) pop() {
 }
 
 // Token returns the next token; io.EOF after the top-level value.
-func (t *jsonTokens) Token() (json.Token, error) {
+func (t *Tokens) Token() (json.Token, error) {
 	for {
 		t.skipSpace()
 		if t.pos == len(t.data) {
@@ -183,7 +183,7 @@ func (t *jsonTokens) Token() (json.Token, error) {
 
 // Raw returns the next value whole, as json.Decoder.Decode into a
 // json.RawMessage does between tokens.
-func (t *jsonTokens) Raw() (json.RawMessage, error) {
+func (t *Tokens) Raw() (json.RawMessage, error) {
 	t.skipSpace()
 	if t.pos < len(t.data) {
 		switch {
@@ -208,7 +208,7 @@ func (t *jsonTokens) Raw() (json.RawMessage, error) {
 }
 
 // skipValue checks one value and moves past it.
-func (t *jsonTokens) skipValue(depth int) error {
+func (t *Tokens) skipValue(depth int) error {
 	t.skipSpace()
 	if t.pos == len(t.data) {
 		return io.ErrUnexpectedEOF
@@ -221,7 +221,7 @@ func (t *jsonTokens) skipValue(depth int) error {
 		_, err := t.scalar()
 		return err
 	}
-	if depth == maxJSONDepth {
+	if depth == maxDepth {
 		return t.fail("exceeded max depth")
 	}
 	t.pos++
@@ -275,7 +275,7 @@ func (t *jsonTokens) skipValue(depth int) error {
 }
 
 // scalar reads a string, number, true, false or null.
-func (t *jsonTokens) scalar() (json.Token, error) {
+func (t *Tokens) scalar() (json.Token, error) {
 	switch c := t.data[t.pos]; {
 	case c == '"':
 		return t.str()
@@ -314,7 +314,7 @@ func (t *jsonTokens) scalar() (json.Token, error) {
 }
 
 // skipNumber checks a number's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func (t *jsonTokens) skipNumber() error {
+func (t *Tokens) skipNumber() error {
 	digits := func() int {
 		n := 0
 		for t.pos < len(t.data) && t.data[t.pos] >= '0' && t.data[t.pos] <= '9' {
@@ -362,20 +362,23 @@ func (t *jsonTokens) skipNumber() error {
 }
 
 // skipString checks a string without decoding it.
-func (t *jsonTokens) skipString() error {
+func (t *Tokens) skipString() error {
 	_, err := t.readString(false)
 	return err
 }
 
-func (t *jsonTokens) str() (string, error) { return t.readString(true) }
+func (t *Tokens) str() (string, error) { return t.readString(true) }
 
 // readString reads the string at t.pos. Invalid UTF-8 and unpaired
 // surrogates become U+FFFD, as encoding/json decodes them.
-func (t *jsonTokens) readString(decode bool) (string, error) {
+func (t *Tokens) readString(decode bool) (string, error) {
 	t.pos++ // the opening quote
 	start := t.pos
 	// The common case: no escapes and plain ASCII or valid UTF-8.
 	for t.pos < len(t.data) {
+		if t.pos += safeRun(t.data[t.pos:]); t.pos == len(t.data) {
+			break
+		}
 		c := t.data[t.pos]
 		switch {
 		case c == '"':
@@ -401,7 +404,7 @@ func (t *jsonTokens) readString(decode bool) (string, error) {
 }
 
 // slowString decodes a string holding escapes or invalid UTF-8 from start.
-func (t *jsonTokens) slowString(start int, decode bool) (string, error) {
+func (t *Tokens) slowString(start int, decode bool) (string, error) {
 	t.pos = start
 	var out []byte
 	if decode {
@@ -462,7 +465,7 @@ func (t *jsonTokens) slowString(start int, decode bool) (string, error) {
 
 // lowSurrogate completes a surrogate pair whose high half is hi, or gives
 // U+FFFD and leaves what follows to be read as it is.
-func (t *jsonTokens) lowSurrogate(hi rune) rune {
+func (t *Tokens) lowSurrogate(hi rune) rune {
 	if t.pos+6 <= len(t.data) && t.data[t.pos] == '\\' && t.data[t.pos+1] == 'u' {
 		save := t.pos
 		t.pos += 2
@@ -477,7 +480,7 @@ func (t *jsonTokens) lowSurrogate(hi rune) rune {
 	return utf8.RuneError
 }
 
-func (t *jsonTokens) hex4() (rune, error) {
+func (t *Tokens) hex4() (rune, error) {
 	var r rune
 	for range 4 {
 		if t.pos == len(t.data) {

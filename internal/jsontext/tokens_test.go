@@ -1,4 +1,4 @@
-package api
+package jsontext
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 
 // tokenTrace is what a reader makes of a JSON text: its tokens up to the
 // first error, and whether the text was one whole value. Raw values are read
-// where rawAt says, to exercise Raw between tokens as the chat decoder does.
+// where rawAt says, to exercise Raw between tokens as callers do.
 type tokenTrace struct {
 	tokens []any
 	ok     bool
@@ -84,7 +84,7 @@ func checkSameAsDecoder(t *testing.T, text []byte) {
 	t.Helper()
 	for _, rawEvery := range []int{0, 2, 3} {
 		want := traceTokens(stdTokens{json.NewDecoder(bytes.NewReader(text))}, rawEvery)
-		got := traceTokens(newJSONTokens(text), rawEvery)
+		got := traceTokens(NewTokens(text), rawEvery)
 		if !sameTrace(got, want) {
 			t.Fatalf("%.200q (raw every %d):\n got  %.300v ok=%v\n want %.300v ok=%v", text, rawEvery, got.tokens, got.ok, want.tokens, want.ok)
 		}
@@ -121,7 +121,7 @@ func TestJSONTokensStrings(t *testing.T) {
 		`"déjà vu, 日本語"`:       "déjà vu, 日本語",
 		`"\ud800\ud800\udc00"`: "\uFFFD\U00010000",
 	} {
-		tok, err := newJSONTokens([]byte(text)).Token()
+		tok, err := NewTokens([]byte(text)).Token()
 		if err != nil || tok != want {
 			t.Errorf("%s: got %q, %v; want %q", text, tok, err, want)
 		}
@@ -130,19 +130,19 @@ func TestJSONTokensStrings(t *testing.T) {
 
 func TestJSONTokensErrorsLocate(t *testing.T) {
 	t.Parallel()
-	r := newJSONTokens([]byte(`{"a": tru}`))
+	r := NewTokens([]byte(`{"a": tru}`))
 	var err error
 	for err == nil {
 		_, err = r.Token()
 	}
-	var syntax *jsonSyntaxError
+	var syntax *SyntaxError
 	if !errors.As(err, &syntax) || syntax.Offset != 9 {
 		t.Fatalf("got %v, want a syntax error at byte 9", err)
 	}
 }
 
-// FuzzJSONTokens checks that the chat decoder's tokenizer accepts, refuses
-// and returns what json.Decoder does, for any text.
+// FuzzJSONTokens checks that Tokens accepts, refuses and returns what
+// json.Decoder does, for any text.
 func FuzzJSONTokens(f *testing.F) {
 	for _, seed := range []string{
 		`{"model":"chat","messages":[{"role":"user","content":"hi \u00e9"}],"stream":true,"n":1}`,
@@ -153,17 +153,4 @@ func FuzzJSONTokens(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text []byte) {
 		checkSameAsDecoder(t, text)
 	})
-}
-
-func BenchmarkDecodeChatRequest(b *testing.B) {
-	body, err := json.Marshal(map[string]any{"model": "chat", "messages": []any{map[string]any{"role": "user", "content": benchPrompt}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, e := decodeChatRequest(body); e != nil {
-			b.Fatal(e)
-		}
-	}
 }
