@@ -987,7 +987,7 @@ func (h *handlers) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		h.writeGatewayError(w, res.Record, err)
 		return
 	}
-	w.Header().Set(headerOverhead, strconv.FormatInt(res.Record.Overhead.Microseconds(), 10))
+	w.Header().Set(headerOverhead, strconv.FormatInt(res.Overhead.Microseconds(), 10))
 	writeCompletion(w, completion(req, res))
 }
 

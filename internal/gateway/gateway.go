@@ -103,6 +103,10 @@ type Result struct {
 	Sent     []connectors.Message
 	Received string
 	Record   Record
+	// Overhead is Record.Overhead plus the time writing the record took,
+	// which the record itself cannot hold: the gateway's whole time on the
+	// call, less the time spent waiting on upstreams.
+	Overhead time.Duration
 }
 
 // Record is what the gateway records of every call, allowed or not: no

@@ -356,6 +356,7 @@ func (c *call) finish(ctx context.Context, start time.Time, res Result, err erro
 		return Result{Sent: res.Sent, Record: rec}, ge
 	}
 	res.Record = rec
+	res.Overhead = max(c.g.cfg.Now().Sub(start)-waited, 0)
 	if c.gate != nil {
 		// The stream's last, held-back piece leaves only once the call is
 		// recorded.
