@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/moatproject/moat/internal/connectors"
+	"github.com/moatproject/moat/internal/jsontext"
 )
 
 // Defaults applied by New.
@@ -159,9 +162,16 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 	}
 	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var res chatCompletion
-	if err := c.client.Post(callCtx, chatPath, body, &res); err != nil {
+	var raw *http.Response
+	if err := c.client.Post(callCtx, chatPath, body, &raw); err != nil {
 		return connectors.Response{}, classify(ctx, callCtx, "chat", err)
+	}
+	res, err := readAnswer(raw)
+	if err != nil {
+		if callCtx.Err() != nil {
+			return connectors.Response{}, classify(ctx, callCtx, "chat", err)
+		}
+		return connectors.Response{}, malformed("chat", err)
 	}
 	if len(res.Choices) == 0 {
 		return connectors.Response{}, malformed("chat", errors.New("answer has no choices"))
@@ -191,49 +201,19 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 
 const chatPath = "chat/completions"
 
-// chatRequest is the body of a chat completion, the fields Moat sends.
-type chatRequest struct {
-	Model               string          `json:"model"`
-	Messages            []wireMessage   `json:"messages"`
-	Temperature         *float64        `json:"temperature,omitempty"`
-	MaxTokens           int             `json:"max_tokens,omitempty"`
-	MaxCompletionTokens int             `json:"max_completion_tokens,omitempty"`
-	ResponseFormat      *responseFormat `json:"response_format,omitempty"`
-	Stream              bool            `json:"stream,omitempty"`
-	StreamOptions       *streamOptions  `json:"stream_options,omitempty"`
-}
-
-type wireMessage struct {
-	Role    connectors.Role `json:"role"`
-	Content string          `json:"content"`
-}
-
-type responseFormat struct {
-	Type       string     `json:"type"`
-	JSONSchema jsonSchema `json:"json_schema"`
-}
-
-type jsonSchema struct {
-	Name   string         `json:"name"`
-	Strict bool           `json:"strict"`
-	Schema map[string]any `json:"schema"`
-}
-
-type streamOptions struct {
-	IncludeUsage bool `json:"include_usage"`
-}
-
 // chatCompletion is what Moat reads of an answer.
 type chatCompletion struct {
-	Model   string `json:"model"`
-	Choices []struct {
-		Message struct {
-			Content string `json:"content"`
-			Refusal string `json:"refusal"`
-		} `json:"message"`
-		FinishReason string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage wireUsage `json:"usage"`
+	Model   string    `json:"model"`
+	Choices []choice  `json:"choices"`
+	Usage   wireUsage `json:"usage"`
+}
+
+type choice struct {
+	Message struct {
+		Content string `json:"content"`
+		Refusal string `json:"refusal"`
+	} `json:"message"`
+	FinishReason string `json:"finish_reason"`
 }
 
 type wireUsage struct {
@@ -241,7 +221,10 @@ type wireUsage struct {
 	CompletionTokens int `json:"completion_tokens"`
 }
 
-// body encodes a request as the upstream's JSON.
+// body encodes a request as the upstream's JSON, byte for byte as
+// json.Encoder without HTML escaping encodes a chatRequest (tokens such as
+// <EMAIL_1> stay readable to the model), but written directly: the
+// reflective encoder took 4-5 µs for a 2 KB prompt (TestBodyMatchesEncoder).
 func (c *Connector) body(req connectors.Request, stream bool) ([]byte, error) {
 	if req.Model == "" {
 		return nil, rejected(errors.New("request names no model"))
@@ -252,24 +235,45 @@ func (c *Connector) body(req connectors.Request, stream bool) ([]byte, error) {
 	if req.MaxTokens < 0 {
 		return nil, rejected(errors.New("max tokens must not be negative"))
 	}
-	w := chatRequest{Model: req.Model, Temperature: req.Temperature, Stream: stream}
-	if stream {
-		w.StreamOptions = &streamOptions{IncludeUsage: true}
-	}
 	messages := connectors.FewShotMessages(req)
-	w.Messages = make([]wireMessage, len(messages))
+	size := 256
+	for _, m := range messages {
+		size += len(m.Content) + 32
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"model":`...)
+	b = jsontext.AppendString(b, req.Model, false)
+	b = append(b, `,"messages":[`...)
 	for i, m := range messages {
 		switch m.Role {
 		case connectors.System, connectors.User, connectors.Assistant:
-			w.Messages[i] = wireMessage{Role: m.Role, Content: m.Content}
 		default:
 			return nil, rejected(fmt.Errorf("message %d has unknown role %q", i, truncate(string(m.Role), 32)))
 		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"role":`...)
+		b = jsontext.AppendString(b, string(m.Role), false)
+		b = append(b, `,"content":`...)
+		b = jsontext.AppendString(b, m.Content, false)
+		b = append(b, '}')
 	}
-	if c.legacyMax {
-		w.MaxTokens = req.MaxTokens
-	} else {
-		w.MaxCompletionTokens = req.MaxTokens
+	b = append(b, ']')
+	if t := req.Temperature; t != nil {
+		if math.IsNaN(*t) || math.IsInf(*t, 0) {
+			return nil, rejected(errors.New("the request cannot be encoded as JSON"))
+		}
+		b = append(b, `,"temperature":`...)
+		b = appendFloat(b, *t)
+	}
+	if req.MaxTokens != 0 {
+		if c.legacyMax {
+			b = append(b, `,"max_tokens":`...)
+		} else {
+			b = append(b, `,"max_completion_tokens":`...)
+		}
+		b = strconv.AppendInt(b, int64(req.MaxTokens), 10)
 	}
 	schema := req.Schema
 	if schema == nil && len(req.Labels) > 0 {
@@ -280,16 +284,41 @@ func (c *Connector) body(req connectors.Request, stream bool) ([]byte, error) {
 		if name == "" {
 			name = DefaultSchemaName
 		}
-		w.ResponseFormat = &responseFormat{Type: "json_schema", JSONSchema: jsonSchema{Name: name, Strict: true, Schema: schema}}
+		b = append(b, `,"response_format":{"type":"json_schema","json_schema":{"name":`...)
+		b = jsontext.AppendString(b, name, false)
+		b = append(b, `,"strict":true,"schema":`...)
+		// A schema is any JSON: encoding/json writes it, as it did the
+		// whole body.
+		buf := bytes.NewBuffer(b)
+		enc := json.NewEncoder(buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(schema); err != nil {
+			return nil, rejected(errors.New("the request cannot be encoded as JSON"))
+		}
+		b = buf.Bytes()
+		b = append(b[:len(b)-1], "}}"...) // Encode ends with a newline
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	// Tokens such as <EMAIL_1> stay readable to the model.
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(w); err != nil {
-		return nil, rejected(errors.New("the request cannot be encoded as JSON"))
+	if stream {
+		b = append(b, `,"stream":true,"stream_options":{"include_usage":true}`...)
 	}
-	return buf.Bytes(), nil
+	return append(b, "}\n"...), nil
+}
+
+// appendFloat writes f as encoding/json writes a float64.
+func appendFloat(b []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// 1e-07 is written 1e-7.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }
 
 // labelSchema asks for {"label": one of labels}.

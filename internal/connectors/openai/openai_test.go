@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -244,6 +245,32 @@ func TestChatErrors(t *testing.T) {
 		{name: "garbage body", handler: jsonAnswer(200, `{"choices": [ this is not json`), kind: connectors.ErrMalformed},
 		{name: "wrong types", handler: jsonAnswer(200, `{"choices": "none"}`), kind: connectors.ErrMalformed},
 		{name: "empty choices", handler: jsonAnswer(200, `{"id":"x","model":"m","choices":[]}`), kind: connectors.ErrMalformed},
+		{name: "content twice", handler: jsonAnswer(200, `{"choices":[{"message":{"content":"a","content":"b"}}]}`), kind: connectors.ErrMalformed},
+		{name: "content in another case", handler: jsonAnswer(200, `{"choices":[{"message":{"content":"a","Content":"b"}}]}`), kind: connectors.ErrMalformed},
+		{name: "data after the answer", handler: jsonAnswer(200, completion("x")+`{}`), kind: connectors.ErrMalformed},
+		{name: "not JSON", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, completion("x"))
+		}, kind: connectors.ErrMalformed},
+		{name: "answer too large", handler: func(w http.ResponseWriter, r *http.Request) {
+			// No Content-Length: the limit must hold while reading.
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"choices":[{"message":{"content":"`)
+			chunk := strings.Repeat("a", 1<<16)
+			for range MaxAnswerBytes/len(chunk) + 1 {
+				if _, err := io.WriteString(w, chunk); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+			}
+		}, kind: connectors.ErrMalformed},
+		{name: "answer announced too large", handler: jsonAnswer(200, completion("x"), "Content-Length", strconv.Itoa(MaxAnswerBytes+1)), kind: connectors.ErrMalformed},
+		{name: "timeout in the body", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"choices":[`)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}, timeout: 50 * time.Millisecond, kind: connectors.ErrUnavailable},
 		{name: "label not among labels", handler: jsonAnswer(200, completion(`{"label":"spam"}`)),
 			mutate: func(r *connectors.Request) { r.Labels = []string{"refund"} }, kind: connectors.ErrMalformed},
 		{name: "timeout", handler: func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
