@@ -11,6 +11,7 @@ package detect
 import (
 	"cmp"
 	"slices"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -47,26 +48,56 @@ func register(s scanner) { scanners = append(scanners, s) }
 // overlapping: where candidates overlap, the higher score wins, then the
 // longer span.
 func Scan(text string) []Finding {
-	var spans []span
-	emit := func(s span) {
-		if s.Score >= MinScore && s.Start < s.End && s.End <= len(text) {
-			spans = append(spans, s)
+	sc := scanScratches.Get().(*scanScratch)
+	sc.text = text
+	for _, scan := range scanners {
+		scan(text, sc.emit)
+	}
+	sc.kept = resolveOverlaps(sc.kept[:0], sc.spans)
+	out := toFindings(text, sc.kept)
+	// The spans' reasons are the findings' now: the scratch lets go of them
+	// and of the text before it goes back.
+	clear(sc.spans)
+	clear(sc.kept)
+	sc.text = ""
+	if cap(sc.spans) <= maxPooledSpans && cap(sc.kept) <= maxPooledSpans {
+		sc.spans, sc.kept = sc.spans[:0], sc.kept[:0]
+		scanScratches.Put(sc)
+	}
+	return out
+}
+
+// scanScratch holds Scan's candidate lists, reused across calls; emit is
+// bound to it once, as a closure made per call would be allocated per call.
+type scanScratch struct {
+	text        string
+	spans, kept []span
+	emit        func(span)
+}
+
+var scanScratches = sync.Pool{New: func() any {
+	sc := &scanScratch{}
+	sc.emit = func(s span) {
+		if s.Score >= MinScore && s.Start < s.End && s.End <= len(sc.text) {
+			sc.spans = append(sc.spans, s)
 		}
 	}
-	for _, sc := range scanners {
-		sc(text, emit)
-	}
-	return toFindings(text, resolveOverlaps(spans))
-}
+	return sc
+}}
+
+// maxPooledSpans bounds the candidate lists kept for reuse.
+const maxPooledSpans = 1024
 
 // resolveOverlaps keeps, among overlapping spans, the best one: spans are
 // taken by score (then length, then start) and kept unless they overlap one
 // already kept. Only spans of one cluster (a run of spans linked by
 // overlaps) can affect each other, so the choice is made per cluster, and
 // the usual cluster of one span costs nothing.
-func resolveOverlaps(spans []span) []span {
+//
+// The spans kept are appended to dst; spans is reordered.
+func resolveOverlaps(dst, spans []span) []span {
 	if len(spans) < 2 {
-		return spans
+		return append(dst, spans...)
 	}
 	slices.SortStableFunc(spans, func(a, b span) int {
 		if c := cmp.Compare(a.Start, b.Start); c != 0 {
@@ -83,7 +114,7 @@ func resolveOverlaps(spans []span) []span {
 		}
 		return cmp.Compare(a.Start, b.Start)
 	}
-	kept := make([]span, 0, len(spans))
+	kept := dst
 	var cluster []span
 	for i := 0; i < len(spans); {
 		j, end := i+1, spans[i].End
@@ -125,7 +156,8 @@ func toFindings(text string, spans []span) []Finding {
 		offset int
 		dst    *int
 	}
-	refs := make([]ref, 0, 2*len(spans))
+	var refsBuf [16]ref // the usual text's findings, without an allocation
+	refs := refsBuf[:0]
 	for i, s := range spans {
 		out[i] = Finding{Type: s.Type, Score: s.Score, Reasons: s.Reasons}
 		refs = append(refs, ref{s.Start, &out[i].Start}, ref{s.End, &out[i].End})

@@ -14,7 +14,7 @@ func TestResolveOverlapsAndCodePoints(t *testing.T) {
 		{Type: "high", Start: 7, End: 14, Score: 0.9},
 		{Type: "apart", Start: 0, End: 2, Score: 0.7},
 	}
-	got := toFindings(text, resolveOverlaps(spans))
+	got := toFindings(text, resolveOverlaps(nil, spans))
 	want := []Finding{
 		{Type: "apart", Start: 0, End: 1, Score: 0.7},
 		{Type: "high", Start: 4, End: 11, Score: 0.9},

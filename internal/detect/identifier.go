@@ -49,6 +49,8 @@ func NormalizedForms(value string) []string {
 // lettersAndDigits keeps the letters and digits of s, upper-cased.
 func lettersAndDigits(s string) string {
 	var b strings.Builder
+	// Upper-casing may lengthen a rune; usually the kept ones fit in s's length.
+	b.Grow(len(s))
 	for _, r := range s {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			b.WriteRune(unicode.ToUpper(r))

@@ -7,6 +7,8 @@ package detect
 // window around its anchor and emits byte offsets of ASCII characters or
 // of whole runes, so offsets are always on code-point boundaries.
 
+import "sync"
+
 func init() { register(scanPII) }
 
 // Byte classes of the anchor switch. Zero means "nothing starts here".
@@ -55,8 +57,18 @@ func (s *piiScan) add(typ string, start, end int, score float64, reasons ...stri
 	}
 }
 
+// piiScans are reused: a piiScan is large, and points into itself, so it
+// cannot live on the stack.
+var piiScans = sync.Pool{New: func() any { return new(piiScan) }}
+
 func scanPII(text string, emit func(span)) {
-	s := &piiScan{text: text, emit: emit}
+	s := piiScans.Get().(*piiScan)
+	*s = piiScan{text: text, emit: emit}
+	defer func() {
+		// Its separators are pieces of the text: all of it is let go of.
+		*s = piiScan{}
+		piiScans.Put(s)
+	}()
 	n := len(text)
 	for i := 0; i < n; {
 		k := piiClass[text[i]]

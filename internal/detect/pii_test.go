@@ -313,7 +313,7 @@ func TestResolveOverlapsMatchesGreedy(t *testing.T) {
 			spans[k] = span{Type: "t", Start: a, End: a + 1 + r.IntN(10), Score: float64(r.IntN(4)) / 4}
 		}
 		want := greedy(spans)
-		got := resolveOverlaps(slices.Clone(spans))
+		got := resolveOverlaps(nil, slices.Clone(spans))
 		if !slices.EqualFunc(got, want, func(a, b span) bool { return a.Start == b.Start && a.End == b.End && a.Score == b.Score }) {
 			t.Fatalf("spans %+v\n got  %+v\n want %+v", spans, got, want)
 		}

@@ -65,7 +65,12 @@ func (c Canary) Leaked(answer string) bool {
 	if c.secret == "" || answer == "" {
 		return false
 	}
-	text := norm.NFKC.String(answer)
+	// NFKC leaves ASCII as it is, and most answers are ASCII: only others
+	// are normalised (checking was most of what normalising one cost).
+	text := answer
+	if !isASCII(answer) {
+		text = norm.NFKC.String(answer)
+	}
 
 	// Plain, spaced, case-changed and hex forms: only letters and digits,
 	// lower case, look-alikes of hex digits folded. Base64 forms: only the
@@ -87,24 +92,33 @@ func (c Canary) Leaked(answer string) bool {
 			}
 		}()
 	}
-	alnum, b64 := forms[:0:len(text)], forms[len(text):len(text):2*len(text)]
+	// Each form gets at most one byte per byte of text.
+	alnum, b64 := forms[:len(text):len(text)], forms[len(text):2*len(text)]
+	na, nb := 0, 0
 	for i := 0; i < len(text); {
-		if b := text[i]; b < utf8.RuneSelf {
-			// Answers are mostly ASCII: a table lookup per byte rather
-			// than a rune switch per rune.
-			if m := asciiAlnum[b]; m != 0 {
-				alnum = append(alnum, m)
+		// Answers are mostly ASCII: a table lookup per byte rather than a
+		// rune switch per rune. The byte is always written and kept only
+		// when it belongs: prose mixes letters, spaces and punctuation too
+		// irregularly for a branch to be predicted.
+		for ; i < len(text) && text[i] < utf8.RuneSelf; i++ {
+			m, k := asciiAlnum[text[i]], asciiBase64[text[i]]
+			alnum[na], b64[nb] = m, k
+			if m != 0 {
+				na++
 			}
-			if m := asciiBase64[b]; m != 0 {
-				b64 = append(b64, m)
+			if k != 0 {
+				nb++
 			}
-			i++
-			continue
+		}
+		if i == len(text) {
+			break
 		}
 		r, n := utf8.DecodeRuneInString(text[i:])
 		i += n
-		alnum, b64 = appendCanaryForms(alnum, b64, r)
+		a, b := appendCanaryForms(alnum[:na], b64[:nb], r)
+		na, nb = len(a), len(b)
 	}
+	alnum, b64 = alnum[:na], b64[:nb]
 	if bytes.Contains(alnum, []byte(c.secret)) {
 		return true
 	}
@@ -137,6 +151,24 @@ func (c Canary) Leaked(answer string) bool {
 		}
 	}
 	return false
+}
+
+// isASCII reports whether s is all ASCII, eight bytes at a time.
+func isASCII(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if x&0x8080808080808080 != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // canaryForms holds Leaked's buffers for answers too long for its stack;

@@ -71,7 +71,7 @@ func digestMessages(msgs []connectors.Message) string {
 			// nothing must never pass for one of something.
 			return ""
 		}
-		return hex.EncodeToString(h.Sum(nil))
+		return hexDigest(h.Sum(nil))
 	}
 	w := digestWriters.Get().(*jsonDigestWriter)
 	w.h, w.buf = h, w.buf[:0]
@@ -85,7 +85,14 @@ func digestMessages(msgs []connectors.Message) string {
 	if cap(w.buf) <= 16*digestBufferBytes {
 		digestWriters.Put(w)
 	}
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	return hexDigest(h.Sum(sum[:0]))
+}
+
+// hexDigest is a SHA-256 sum in lower-case hex, encoded on the stack so
+// that the string is the only allocation.
+func hexDigest(sum []byte) string {
+	var out [2 * sha256.Size]byte
+	return string(hex.AppendEncode(out[:0], sum))
 }
 
 // messageJSONIsPlain says connectors.Message is what jsonDigestWriter
@@ -188,10 +195,18 @@ func (u untilNewline) Write(b []byte) (int, error) {
 	return u.w.Write(b)
 }
 
-// digestText is the hex SHA-256 of text.
+// digestText is the hex SHA-256 of text. The text goes to the hash through
+// a buffer on the stack: converted whole, an answer was copied to the heap.
 func digestText(text string) string {
-	sum := sha256.Sum256([]byte(text))
-	return hex.EncodeToString(sum[:])
+	h := sha256.New()
+	var chunk [512]byte
+	for len(text) > 0 {
+		n := copy(chunk[:], text)
+		h.Write(chunk[:n])
+		text = text[n:]
+	}
+	var sum [sha256.Size]byte
+	return hexDigest(h.Sum(sum[:0]))
 }
 
 // addApplied counts the actions taken and keeps the first maxRecordApplied
@@ -237,6 +252,9 @@ func (r *Record) addSubject(class, value string) {
 		return
 	}
 	if s := audit.Sensitive(n); !slices.Contains(r.Subjects, s) {
+		if r.Subjects == nil {
+			r.Subjects = make([]audit.SensitiveValue, 0, 4) // a prompt's few people, grown once
+		}
 		r.Subjects = append(r.Subjects, s)
 	}
 }

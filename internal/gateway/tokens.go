@@ -12,7 +12,7 @@ import (
 // same value gets the same token within one tokenizer (one run), and only
 // tokens this tokenizer issued are ever restored.
 type Tokenizer struct {
-	byValue map[string]string // class + "\x00" + value -> token
+	byValue map[tokenEntry]string
 	byToken map[string]tokenEntry
 	next    map[string]int // token prefix -> last number used
 	// reserved are token-shaped strings that were already in the input:
@@ -28,9 +28,17 @@ type tokenEntry struct {
 	class, value string
 }
 
-// NewTokenizer returns an empty tokenizer.
+// NewTokenizer returns an empty tokenizer. Its maps are made when first
+// written: most calls reserve nothing, and many tokenise nothing.
 func NewTokenizer() *Tokenizer {
-	return &Tokenizer{byValue: map[string]string{}, byToken: map[string]tokenEntry{}, next: map[string]int{}, reserved: map[string]bool{}}
+	return &Tokenizer{}
+}
+
+// makeMaps makes the maps of values and tokens, if not yet made.
+func (t *Tokenizer) makeMaps() {
+	if t.byValue == nil {
+		t.byValue, t.byToken, t.next = map[tokenEntry]string{}, map[string]tokenEntry{}, map[string]int{}
+	}
 }
 
 // tokenPrefix turns a class into the word in its tokens:
@@ -40,12 +48,14 @@ func tokenPrefix(class string) string {
 		class = class[i+1:]
 	}
 	var b strings.Builder
+	// One byte per rune: the class's length is enough.
+	b.Grow(len(class))
 	for _, r := range class {
 		switch {
 		case r >= 'a' && r <= 'z':
-			b.WriteRune(r - 'a' + 'A')
+			b.WriteByte(byte(r - 'a' + 'A'))
 		case (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '_':
-			b.WriteRune(r)
+			b.WriteByte(byte(r))
 		default:
 			b.WriteByte('_')
 		}
@@ -59,16 +69,20 @@ func tokenPrefix(class string) string {
 // Reserve marks every token-shaped string in text as taken.
 func (t *Tokenizer) Reserve(text string) {
 	for _, tok := range tokenShapes(text) {
+		if t.reserved == nil {
+			t.reserved = map[string]bool{}
+		}
 		t.reserved[tok] = true
 	}
 }
 
 // Token returns the token for value, issuing one if needed.
 func (t *Tokenizer) Token(class, value string) string {
-	key := class + "\x00" + value
+	key := tokenEntry{class: class, value: value}
 	if tok, ok := t.byValue[key]; ok {
 		return tok
 	}
+	t.makeMaps()
 	prefix := tokenPrefix(class)
 	var tok string
 	for {
@@ -79,7 +93,10 @@ func (t *Tokenizer) Token(class, value string) string {
 		}
 	}
 	t.byValue[key] = tok
-	t.byToken[tok] = tokenEntry{class: class, value: value}
+	t.byToken[tok] = key
+	if t.issued == nil {
+		t.issued = make([]string, 0, 4) // a prompt's few values, grown once
+	}
 	t.issued = append(t.issued, tok)
 	return tok
 }
@@ -100,7 +117,8 @@ func (t *Tokenizer) Len() int { return len(t.byToken) }
 func (t *Tokenizer) Restore(text string, allow func(class string) bool) (restored string, unknown []string) {
 	var b strings.Builder
 	last := 0
-	for _, m := range tokenMatches(text) {
+	matches := tokenMatches(text)
+	for _, m := range matches {
 		tok := text[m[0]:m[1]]
 		e, ok := t.byToken[tok]
 		if !ok {
@@ -109,6 +127,11 @@ func (t *Tokenizer) Restore(text string, allow func(class string) bool) (restore
 		}
 		if allow != nil && !allow(e.class) {
 			continue
+		}
+		if last == 0 {
+			// Sized once for the longest it can be, rather than grown
+			// piece by piece on its way to the answer's length.
+			b.Grow(restoredSize(text, matches, t.byToken))
 		}
 		b.WriteString(text[last:m[0]])
 		b.WriteString(e.value)
@@ -119,6 +142,18 @@ func (t *Tokenizer) Restore(text string, allow func(class string) bool) (restore
 	}
 	b.WriteString(text[last:])
 	return b.String(), unknown
+}
+
+// restoredSize bounds the length of text with every token of byToken
+// among matches replaced by its value.
+func restoredSize(text string, matches [][2]int, byToken map[string]tokenEntry) int {
+	n := len(text)
+	for _, m := range matches {
+		if e, ok := byToken[text[m[0]:m[1]]]; ok {
+			n += max(len(e.value)-(m[1]-m[0]), 0)
+		}
+	}
+	return n
 }
 
 // tokenMatches returns the byte ranges of token-shaped strings: "<", an
@@ -196,17 +231,17 @@ func (t *Tokenizer) Load(entries []TokenEntry) error {
 	}
 	nums := make([]parsed, len(entries))
 	byToken := make(map[string]tokenEntry, len(entries))
-	byValue := make(map[string]string, len(entries))
+	byValue := make(map[tokenEntry]string, len(entries))
 	for i, e := range entries {
 		prefix, n, ok := parseToken(e.Token)
 		if !ok || e.Class == "" || prefix != tokenPrefix(e.Class) {
 			return fmt.Errorf("gateway: load tokens: entry %d is not a token of its class", i)
 		}
-		key := e.Class + "\x00" + e.Value
-		if old, ok := byToken[e.Token]; ok && old != (tokenEntry{class: e.Class, value: e.Value}) {
+		key := tokenEntry{class: e.Class, value: e.Value}
+		if old, ok := byToken[e.Token]; ok && old != key {
 			return fmt.Errorf("gateway: load tokens: %w: %s stands for two values", ErrTokenConflict, e.Token)
 		}
-		if old, ok := t.byToken[e.Token]; ok && old != (tokenEntry{class: e.Class, value: e.Value}) {
+		if old, ok := t.byToken[e.Token]; ok && old != key {
 			return fmt.Errorf("gateway: load tokens: %w: %s stands for two values", ErrTokenConflict, e.Token)
 		}
 		if old, ok := byValue[key]; ok && old != e.Token {
@@ -215,10 +250,11 @@ func (t *Tokenizer) Load(entries []TokenEntry) error {
 		if old, ok := t.byValue[key]; ok && old != e.Token {
 			return fmt.Errorf("gateway: load tokens: %w: one %s value has tokens %s and %s", ErrTokenConflict, e.Class, old, e.Token)
 		}
-		byToken[e.Token] = tokenEntry{class: e.Class, value: e.Value}
+		byToken[e.Token] = key
 		byValue[key] = e.Token
 		nums[i] = parsed{prefix, n}
 	}
+	t.makeMaps()
 	for tok, e := range byToken {
 		t.byToken[tok] = e
 	}
