@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,10 +58,10 @@ type benchTarget struct {
 
 // benchResult is what the load measured on one target.
 type benchResult struct {
-	Latencies, Overheads []time.Duration
-	Failed               int64
-	FirstErr             string
-	LoadCPU              time.Duration // the load process's CPU while it ran
+	Latencies, Overheads, Late []time.Duration
+	Failed                     int64
+	FirstErr                   string
+	CPU                        time.Duration // the process's CPU while it ran
 }
 
 // BenchmarkGatewayOverhead offers the same open-loop load (benchRate
@@ -75,48 +73,31 @@ type benchResult struct {
 // each and the differences: what the gateway adds. Each of b.N requests is
 // sent to all four; run it with -benchtime=20000x for 10 s of load on each.
 //
-// The load and the fake upstream run in a process of their own, as a client
-// and a vendor would, so that Moat's garbage collector and scheduler do not
-// slow the client and the upstream (MOAT_BENCH_ONE_PROCESS=1 runs them in
-// this process, as this benchmark did before).
-//
 // Latency is measured from the time a request was due, not from when it was
 // sent, so a stalled sender counts against the run (no coordinated
-// omission). The targets alternate in rounds, so that other load on the
-// machine falls on all alike.
+// omission); the pacer (see pacing_linux_test.go) keeps the schedule to
+// tens of microseconds, and sent-late-* reports how well. The targets
+// alternate in rounds, so that other load on the machine falls on all
+// alike. Everything runs in this process: a load process of its own, tried,
+// put two Go schedulers on the two cores and made every path slower.
 func BenchmarkGatewayOverhead(b *testing.B) {
-	oneProcess := os.Getenv("MOAT_BENCH_ONE_PROCESS") == "1"
-	var outside *loadProcess
-	upstreamURL := ""
-	if !oneProcess {
-		outside = startLoadProcess(b)
-		upstreamURL = outside.upstream
-	}
 	// The gateway's connector needs pooled connections as the proxy has
 	// them: the default keeps two idle per host, and at this rate the rest
 	// would be new connections, measuring TCP set-up rather than Moat.
-	tweak := func(recorder gateway.Recorder) func(*gateway.Config) {
-		return func(cfg *gateway.Config) {
-			cfg.HTTPClient = &http.Client{Transport: benchTransport()}
-			cfg.Recorder = recorder
-			if upstreamURL != "" {
-				res := gateway.Resources(cfg.Resources.(staticResources))
-				res.Connectors = slices.Clone(res.Connectors)
-				res.Connectors[0].BaseURL = upstreamURL + "/v1"
-				cfg.Resources = staticResources(res)
-			}
-		}
-	}
-	s := newOpenAIStackConfig(b, tweak(discardRecorder{}))
+	s := newOpenAIStackConfig(b, func(cfg *gateway.Config) {
+		cfg.HTTPClient = &http.Client{Transport: benchTransport()}
+		cfg.Recorder = discardRecorder{}
+	})
 	// The same gateway recording each call as production does: in the
 	// tamper-evident audit log, before anything is sent and before the
 	// answer is released (fail closed).
 	auditLog, _ := audittest.New(b)
-	audited := newOpenAIStackConfig(b, tweak(gateway.AuditRecorder{Log: auditLog}))
+	audited := newOpenAIStackConfig(b, func(cfg *gateway.Config) {
+		cfg.HTTPClient = &http.Client{Transport: benchTransport()}
+		cfg.Recorder = gateway.AuditRecorder{Log: auditLog}
+	})
 	s.upstream.forget, audited.upstream.forget = true, true
-	if upstreamURL == "" {
-		upstreamURL = s.upstream.srv.URL
-	}
+	upstreamURL := s.upstream.srv.URL
 	upstream, err := url.Parse(upstreamURL)
 	if err != nil {
 		b.Fatal(err)
@@ -133,14 +114,8 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		{Name: "moat", URL: s.URL + path, Token: e2eToken},
 		{Name: "audited", URL: audited.URL + path, Token: e2eToken},
 	}
-	var results []benchResult
-	var moatCPU []time.Duration // this process's CPU while each target ran
 	b.ResetTimer()
-	if oneProcess {
-		results, moatCPU = runLoads(targets, b.N, nil)
-	} else {
-		results, moatCPU = outside.run(b, targets, b.N)
-	}
+	results := runLoads(targets, b.N)
 	b.StopTimer()
 
 	for i, r := range results {
@@ -167,30 +142,26 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	b.ReportMetric(own.p99, "header-overhead-p99-µs")
 	b.ReportMetric(ownAudited.p50, "audited-header-overhead-p50-µs")
 	b.ReportMetric(ownAudited.p99, "audited-header-overhead-p99-µs")
-	// CPU per request: of this process (the path under test, and in one
-	// process the load and upstream too) and of the load process. The
-	// difference between paths is what Moat costs in CPU, which decides
-	// the rate two cores can sustain.
+	// How late the load sent its requests, over all paths: the pacing's
+	// own error, which every latency above includes.
+	var late []time.Duration
+	for _, r := range results {
+		late = append(late, r.Late...)
+	}
+	sent := percentiles(late)
+	b.ReportMetric(sent.p50, "sent-late-p50-µs")
+	b.ReportMetric(sent.p99, "sent-late-p99-µs")
+	// CPU of the whole process (client, fake upstream and the path under
+	// test) per request: the difference is what Moat costs in CPU, which
+	// decides the rate two cores can sustain.
 	for i, t := range targets {
-		b.ReportMetric(perRequestUs(moatCPU[i], len(results[i].Latencies)), t.Name+"-cpu-µs/req")
-		if !oneProcess {
-			b.ReportMetric(perRequestUs(results[i].LoadCPU, len(results[i].Latencies)), t.Name+"-load-cpu-µs/req")
-		}
+		b.ReportMetric(float64(results[i].CPU)/float64(time.Microsecond)/float64(len(results[i].Latencies)), t.Name+"-cpu-µs/req")
 	}
-}
-
-func perRequestUs(cpu time.Duration, n int) float64 {
-	if n == 0 {
-		return 0
-	}
-	return float64(cpu) / float64(time.Microsecond) / float64(n)
 }
 
 // runLoads warms each target, then offers n requests to each in four
-// rounds. mark, if set, is told when a target's round begins and ends
-// ("begin 2", "end 2"). It returns each target's results and this
-// process's CPU time while each one ran.
-func runLoads(targets []benchTarget, n int, mark func(string)) ([]benchResult, []time.Duration) {
+// rounds, and returns what it measured of each.
+func runLoads(targets []benchTarget, n int) []benchResult {
 	client := &http.Client{Transport: benchTransport(), Timeout: 30 * time.Second}
 	loads := make([]*load, len(targets))
 	for i, t := range targets {
@@ -213,144 +184,19 @@ func runLoads(targets []benchTarget, n int, mark func(string)) ([]benchResult, [
 			k = n - k*(rounds-1)
 		}
 		for i, l := range loads {
-			if mark != nil {
-				mark(fmt.Sprintf("begin %d", i))
-			}
 			before := processCPU()
 			l.run(k)
 			cpu[i] += processCPU() - before
-			if mark != nil {
-				mark(fmt.Sprintf("end %d", i))
-			}
 		}
 	}
 	results := make([]benchResult, len(loads))
 	for i, l := range loads {
-		results[i] = benchResult{Latencies: l.latencies, Overheads: l.overheads, Failed: l.failed.Load(), LoadCPU: cpu[i]}
+		results[i] = benchResult{Latencies: l.latencies, Overheads: l.overheads, Late: l.late, Failed: l.failed.Load(), CPU: cpu[i]}
 		if e, ok := l.firstErr.Load().(string); ok {
 			results[i].FirstErr = e
 		}
 	}
-	return results, cpu
-}
-
-// loadProcess is this test binary run again as the outside world: the fake
-// upstream and the load.
-type loadProcess struct {
-	cmd      *exec.Cmd
-	stdin    io.WriteCloser
-	lines    *bufio.Scanner
-	upstream string
-}
-
-const loadProcessEnv = "MOAT_BENCH_LOAD_PROCESS"
-
-func startLoadProcess(b *testing.B) *loadProcess {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchLoadProcess$", "-test.bench=^$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), loadProcessEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	})
-	p := &loadProcess{cmd: cmd, stdin: stdin, lines: bufio.NewScanner(stdout)}
-	p.lines.Buffer(nil, 64<<20)
-	line := p.next(b)
-	url, ok := strings.CutPrefix(line, "upstream ")
-	if !ok {
-		b.Fatalf("load process: %q, want its upstream's URL", line)
-	}
-	p.upstream = url
-	return p
-}
-
-// next is the load process's next line of its own (the test framework's
-// lines are skipped).
-func (p *loadProcess) next(b *testing.B) string {
-	for p.lines.Scan() {
-		if line, ok := strings.CutPrefix(p.lines.Text(), "moat-bench: "); ok {
-			return line
-		}
-	}
-	b.Fatalf("load process ended: %v", p.lines.Err())
-	return ""
-}
-
-// run has the load process offer n requests to each target, and measures
-// this process's CPU while each one runs.
-func (p *loadProcess) run(b *testing.B, targets []benchTarget, n int) ([]benchResult, []time.Duration) {
-	order, err := json.Marshal(struct {
-		Targets []benchTarget
-		N       int
-	}{targets, n})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := fmt.Fprintf(p.stdin, "%s\n", order); err != nil {
-		b.Fatal(err)
-	}
-	cpu := make([]time.Duration, len(targets))
-	began := make([]time.Duration, len(targets))
-	for {
-		line := p.next(b)
-		var i int
-		switch {
-		case strings.HasPrefix(line, "begin "):
-			fmt.Sscanf(line, "begin %d", &i)
-			began[i] = processCPU()
-		case strings.HasPrefix(line, "end "):
-			fmt.Sscanf(line, "end %d", &i)
-			cpu[i] += processCPU() - began[i]
-		case strings.HasPrefix(line, "results "):
-			var results []benchResult
-			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "results ")), &results); err != nil {
-				b.Fatal(err)
-			}
-			return results, cpu
-		default:
-			b.Fatalf("load process: %q", line)
-		}
-	}
-}
-
-// TestBenchLoadProcess is BenchmarkGatewayOverhead's load process, run only
-// by it: a fake upstream and the load, taking its orders on stdin.
-func TestBenchLoadProcess(t *testing.T) {
-	if os.Getenv(loadProcessEnv) != "1" {
-		t.Skip("run by BenchmarkGatewayOverhead")
-	}
-	up := newFakeOpenAI(t)
-	up.forget = true
-	say := func(line string) { fmt.Printf("moat-bench: %s\n", line) }
-	say("upstream " + up.srv.URL)
-	in := bufio.NewScanner(os.Stdin)
-	if !in.Scan() {
-		return
-	}
-	var order struct {
-		Targets []benchTarget
-		N       int
-	}
-	if err := json.Unmarshal(in.Bytes(), &order); err != nil {
-		t.Fatal(err)
-	}
-	results, _ := runLoads(order.Targets, order.N, say)
-	out, err := json.Marshal(results)
-	if err != nil {
-		t.Fatal(err)
-	}
-	say("results " + string(out))
+	return results
 }
 
 func benchTransport() *http.Transport {
@@ -367,13 +213,14 @@ type load struct {
 	body       []byte
 	latencies  []time.Duration
 	overheads  []time.Duration // the gateway's own x-moat-overhead-us
+	late       []time.Duration // how late each request was sent
 	mu         sync.Mutex
 	failed     atomic.Int64
 	firstErr   atomic.Value
 }
 
 func (l *load) reset() {
-	l.latencies, l.overheads = nil, nil
+	l.latencies, l.overheads, l.late = nil, nil, nil
 	l.failed.Store(0)
 }
 
@@ -392,13 +239,20 @@ func (l *load) run(n int) {
 	interval := time.Second / time.Duration(benchRate)
 	lat := make([]time.Duration, n)
 	over := make([]time.Duration, n)
+	late := make([]time.Duration, n)
 	var wg sync.WaitGroup
+	pace, err := newPacer()
+	if err != nil {
+		panic(err)
+	}
+	defer pace.Close()
 	start := time.Now()
 	for i := range n {
 		due := start.Add(time.Duration(i) * interval)
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
+		if err := pace.sleepUntil(due); err != nil {
+			panic(err)
 		}
+		late[i] = time.Since(due)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -409,6 +263,7 @@ func (l *load) run(n int) {
 	l.mu.Lock()
 	l.latencies = append(l.latencies, lat...)
 	l.overheads = append(l.overheads, over...)
+	l.late = append(l.late, late...)
 	l.mu.Unlock()
 }
 
