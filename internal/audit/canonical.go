@@ -41,6 +41,11 @@ type detailsEncoder struct {
 	macKey []byte
 	buf    []byte
 	keys   []string // a stack of the keys of the objects being written
+	// sortedKeys holds, by their number, the sorted keys of the last
+	// top-level objects written: a log's records come in few shapes, and
+	// checking that a map has the same keys costs less than sorting them.
+	sortedKeys [32][]string
+	scratch    []byte
 }
 
 var detailsEncoders = sync.Pool{New: func() any { return &detailsEncoder{buf: make([]byte, 0, 1024)} }}
@@ -191,17 +196,29 @@ func (e *detailsEncoder) appendHMAC(b []byte, v string) []byte {
 	} else {
 		e.mac.Reset()
 	}
-	e.mac.Write([]byte(v))
-	var sum [sha256.Size]byte
+	// The value goes through scratch space, cleared after: converted, it
+	// was a copy on the heap, and so was the sum.
+	if cap(e.scratch) < sha256.Size {
+		e.scratch = make([]byte, 0, 64)
+	}
+	e.scratch = append(e.scratch[:0], v...)
+	e.mac.Write(e.scratch)
+	clear(e.scratch)
+	sum := e.mac.Sum(e.scratch[:0])
 	b = append(b, '"')
 	b = append(b, hmacPrefix...)
-	b = hex.AppendEncode(b, e.mac.Sum(sum[:0]))
-	return append(b, '"')
+	return append(hex.AppendEncode(b, sum), '"')
 }
 
 // object writes a map[string]any with its keys sorted.
 func (e *detailsEncoder) object(b []byte, m map[string]any, depth int, opaque bool) ([]byte, error) {
-	mark, err := pushKeys(e, m)
+	var mark int
+	var err error
+	if depth == 0 {
+		mark, err = e.pushTopKeys(m)
+	} else {
+		mark, err = pushKeys(e, m)
+	}
 	defer e.popKeys(mark)
 	if err != nil {
 		return b, err
@@ -258,6 +275,34 @@ func pushKeys[V any](e *detailsEncoder, m map[string]V) (mark int, err error) {
 	}
 	slices.Sort(e.keys[mark:])
 	return mark, nil
+}
+
+// pushTopKeys is pushKeys for the details object, with the sorted keys of
+// a map of the same keys reused.
+func (e *detailsEncoder) pushTopKeys(m map[string]any) (int, error) {
+	if len(m) >= len(e.sortedKeys) {
+		return pushKeys(e, m)
+	}
+	if cached := e.sortedKeys[len(m)]; cached != nil && hasKeys(m, cached) {
+		mark := len(e.keys)
+		e.keys = append(e.keys, cached...)
+		return mark, nil
+	}
+	mark, err := pushKeys(e, m)
+	if err == nil {
+		e.sortedKeys[len(m)] = slices.Clone(e.keys[mark:])
+	}
+	return mark, err
+}
+
+// hasKeys reports whether m has every one of keys, as many as it has.
+func hasKeys(m map[string]any, keys []string) bool {
+	for _, k := range keys {
+		if _, ok := m[k]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (e *detailsEncoder) popKeys(mark int) {

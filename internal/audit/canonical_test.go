@@ -277,3 +277,23 @@ func TestCanonicalDetailsHMACFollowsTheKey(t *testing.T) {
 		}
 	}
 }
+
+// The encoder reuses the sorted keys of a details object of the same keys;
+// one of as many other keys must be sorted afresh.
+func TestCanonicalDetailsSameSizeOtherKeys(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		details map[string]any
+		want    string
+	}{
+		{map[string]any{"b": 1, "a": 2, "c": 3}, `{"a":2,"b":1,"c":3}`},
+		{map[string]any{"b": 1, "a": 2, "0": 3}, `{"0":3,"a":2,"b":1}`},
+		{map[string]any{"b": 1, "a": 2, "c": 3}, `{"a":2,"b":1,"c":3}`},
+		{map[string]any{"z": map[string]any{"y": 1, "x": 2}, "a": 2, "c": 3}, `{"a":2,"c":3,"z":{"x":2,"y":1}}`},
+	} {
+		got, err := canonicalDetails([]byte("k"), tc.details)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%v: got %s, %v; want %s", tc.details, got, err, tc.want)
+		}
+	}
+}

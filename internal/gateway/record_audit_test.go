@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/audit/audittest"
+	"github.com/moatproject/moat/internal/connectors"
 	"github.com/moatproject/moat/internal/detect"
 )
 
@@ -176,5 +178,35 @@ func TestAuditRecorderFailsClosed(t *testing.T) {
 	}
 	if n := len(up.requests()); n != 0 {
 		t.Errorf("%d upstream requests, want none", n)
+	}
+}
+
+// BenchmarkAuditRecorder is one AI call's two records, "requested" and the
+// outcome, appended to a journaled SQLite audit log as moat serve keeps it.
+func BenchmarkAuditRecorder(b *testing.B) {
+	log, _ := audittest.New(b)
+	r := AuditRecorder{Log: log}
+	rec := Record{
+		RequestID: "req_a233piqhrlouby6n", Environment: "dev",
+		Identity: Identity{Kind: "key", ID: "tok_4bq7cd2k5xr6", Name: "e2e"},
+		Alias:    "chat", Connector: "openai", Vendor: "acme-ai", Model: "gpt-test",
+		Findings:    map[string]int{"pii.email": 1, "pii.phone": 1, "pii.card": 1},
+		Decisions:   map[string]int{"tokenize": 3},
+		Subjects:    []audit.SensitiveValue{audit.Sensitive("grace.hopper@example.com"), audit.Sensitive("14155550132"), audit.Sensitive("4111111111111111")},
+		InputDigest: strings.Repeat("ab", 32),
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.RecordStart(ctx, rec); err != nil {
+			b.Fatal(err)
+		}
+		done := rec
+		done.Outcome, done.OutputDigest = "ok", strings.Repeat("cd", 32)
+		done.Usage, done.CostMicros = connectors.Usage{PromptTokens: 40, CompletionTokens: 10}, 60
+		done.Attempts = []Attempt{{Target: "openai/gpt-test", Duration: 150 * time.Microsecond}}
+		if err := r.Record(ctx, done); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
