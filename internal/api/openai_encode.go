@@ -3,7 +3,9 @@ package api
 import (
 	"bytes"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/moatproject/moat/internal/jsontext"
 )
@@ -13,15 +15,28 @@ import (
 // answer is the one body every call encodes. A completion the direct
 // encoder does not cover (logprobs other than null) goes to writeJSON.
 func writeCompletion(w http.ResponseWriter, c chatCompletion) {
-	b, ok := c.appendJSON(nil)
+	buf := completionBuffers.Get().(*[]byte)
+	b, ok := c.appendJSON((*buf)[:0])
 	if !ok {
 		writeJSON(w, http.StatusOK, c)
-		return
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(b) // copied into the connection's buffer or sent
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
+	// The answer is cleared before the buffer goes back: none outlives
+	// its request in the pool.
+	clear(b)
+	if cap(b) <= maxPooledCompletion {
+		*buf = b[:0]
+		completionBuffers.Put(buf)
+	}
 }
+
+var completionBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledCompletion bounds the buffers kept for reuse.
+const maxPooledCompletion = 256 << 10
 
 // appendJSON appends c as a json.Encoder with SetEscapeHTML(false) writes
 // it, newline included; false if c holds what it does not write (logprobs
@@ -34,9 +49,7 @@ func (c chatCompletion) appendJSON(b []byte) ([]byte, bool) {
 		}
 		size += len(ch.Message.Content) + len(ch.Message.Content)/8
 	}
-	if b == nil {
-		b = make([]byte, 0, size)
-	}
+	b = slices.Grow(b, size)
 	b = append(b, `{"id":`...)
 	b = jsontext.AppendString(b, c.ID, false)
 	b = append(b, `,"object":`...)

@@ -7,8 +7,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moatproject/moat/internal/jsontext"
 )
@@ -28,25 +30,39 @@ func readAnswer(res *http.Response) (chatCompletion, error) {
 	if !strings.Contains(mediaType, "application/json") && !strings.HasSuffix(mediaType, "+json") {
 		return chatCompletion{}, fmt.Errorf("answer is not JSON (content type %q)", truncate(mediaType, 64))
 	}
-	size := 512
 	if n := res.ContentLength; n > MaxAnswerBytes {
 		return chatCompletion{}, fmt.Errorf("answer is %d bytes, more than %d", n, MaxAnswerBytes)
-	} else if n >= 0 {
+	}
+	// The body is read into a pooled buffer, cleared before it goes back:
+	// the decoded answer holds copies, and no answer outlives its call in
+	// the pool. Read fresh, it was the connector's largest allocation.
+	buf := answerBuffers.Get().(*[]byte)
+	if n := res.ContentLength; n >= 0 {
 		// One more, to see the end without growing; no more than 64 KiB
 		// on the upstream's word alone.
-		size = int(min(n+1, 64<<10))
+		*buf = slices.Grow((*buf)[:0], int(min(n+1, 64<<10)))
 	}
-	data, err := readAtMost(res.Body, size, MaxAnswerBytes)
-	if err != nil {
-		return chatCompletion{}, err
+	data, err := readAtMost(res.Body, (*buf)[:0], MaxAnswerBytes)
+	var out chatCompletion
+	if err == nil {
+		out, err = decodeCompletion(data)
 	}
-	return decodeCompletion(data)
+	clear(data)
+	if cap(data) <= maxPooledAnswer {
+		*buf = data[:0]
+		answerBuffers.Put(buf)
+	}
+	return out, err
 }
 
-// readAtMost reads r to its end into a buffer of size bytes to start with,
-// refusing more than limit bytes.
-func readAtMost(r io.Reader, size int, limit int) ([]byte, error) {
-	data := make([]byte, 0, size)
+var answerBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledAnswer bounds the buffers kept for reuse.
+const maxPooledAnswer = 256 << 10
+
+// readAtMost reads r to its end, appending to data, and refuses more than
+// limit bytes.
+func readAtMost(r io.Reader, data []byte, limit int) ([]byte, error) {
 	for {
 		if len(data) == cap(data) {
 			data = append(data, 0)[:len(data)]
@@ -54,13 +70,13 @@ func readAtMost(r io.Reader, size int, limit int) ([]byte, error) {
 		n, err := r.Read(data[len(data):min(cap(data), limit+1)])
 		data = data[:len(data)+n]
 		if len(data) > limit {
-			return nil, fmt.Errorf("answer is more than %d bytes", limit)
+			return data, fmt.Errorf("answer is more than %d bytes", limit)
 		}
 		if err == io.EOF {
 			return data, nil
 		}
 		if err != nil {
-			return nil, errors.New("cannot read the answer")
+			return data, errors.New("cannot read the answer")
 		}
 	}
 }
