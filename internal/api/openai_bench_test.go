@@ -327,3 +327,40 @@ func BenchmarkDecodeChatRequest(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPacing reports how late each way of sleeping until a request
+// is due wakes, 400 µs ahead, as the load of BenchmarkGatewayOverhead
+// sleeps at 2,000 requests a second:
+//
+//	go test -run '^$' -bench Pacing -benchtime 2000x ./internal/api/
+func BenchmarkPacing(b *testing.B) {
+	pace, err := newPacer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pace.Close()
+	for _, way := range []struct {
+		name  string
+		sleep func(time.Time)
+	}{
+		{"time.Sleep", func(t time.Time) { time.Sleep(time.Until(t)) }},
+		{"pacer", func(t time.Time) {
+			if err := pace.sleepUntil(t); err != nil {
+				b.Fatal(err)
+			}
+		}},
+	} {
+		b.Run(way.name, func(b *testing.B) {
+			var late []time.Duration
+			for b.Loop() {
+				due := time.Now().Add(400 * time.Microsecond)
+				way.sleep(due)
+				late = append(late, time.Since(due))
+			}
+			p := percentiles(late)
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(p.p50, "late-p50-µs")
+			b.ReportMetric(p.p99, "late-p99-µs")
+		})
+	}
+}
