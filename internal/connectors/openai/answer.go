@@ -76,7 +76,9 @@ func readAtMost(r io.Reader, data []byte, limit int) ([]byte, error) {
 			return data, nil
 		}
 		if err != nil {
-			return data, errors.New("cannot read the answer")
+			// Wrapped for the caller to classify, not to show: it may be
+			// a transport error, which the gateway retries.
+			return data, fmt.Errorf("cannot read the answer: %w", err)
 		}
 	}
 }

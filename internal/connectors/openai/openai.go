@@ -168,7 +168,8 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 	}
 	res, err := readAnswer(raw)
 	if err != nil {
-		if callCtx.Err() != nil {
+		if callCtx.Err() != nil || connectors.IsTransportError(err) {
+			// Cut off while the answer came: as the SDK's own read was.
 			return connectors.Response{}, classify(ctx, callCtx, "chat", err)
 		}
 		return connectors.Response{}, malformed("chat", err)

@@ -265,6 +265,15 @@ func TestChatErrors(t *testing.T) {
 			}
 		}, kind: connectors.ErrMalformed},
 		{name: "answer announced too large", handler: jsonAnswer(200, completion("x"), "Content-Length", strconv.Itoa(MaxAnswerBytes+1)), kind: connectors.ErrMalformed},
+		{name: "connection cut in the body", handler: func(w http.ResponseWriter, r *http.Request) {
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"choices\":[")
+			_ = buf.Flush()
+		}, kind: connectors.ErrUnavailable},
 		{name: "timeout in the body", handler: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, `{"choices":[`)
