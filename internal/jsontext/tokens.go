@@ -1,6 +1,7 @@
 package jsontext
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -179,6 +180,50 @@ func (t *Tokens) Token() (json.Token, error) {
 			return v, nil
 		}
 	}
+}
+
+// Name reads the name of an object's next member, or the '}' that ends the
+// object, when ok is false. It is what Token returns there, for a caller
+// that walks an object's members, without allocating for a name that needs
+// no decoding: name is then the text's own bytes, to be read, not kept or
+// changed.
+func (t *Tokens) Name() (name []byte, ok bool, err error) {
+	t.skipSpace()
+	if t.pos < len(t.data) && t.data[t.pos] == ',' && t.state == tokObjectComma {
+		t.state = tokObjectKey
+		t.pos++
+		t.skipSpace()
+	}
+	if t.pos < len(t.data) && t.data[t.pos] == '"' && (t.state == tokObjectStart || t.state == tokObjectKey) {
+		if name, err = t.nameBytes(); err != nil {
+			return nil, false, err
+		}
+		t.state = tokObjectColon
+		return name, true, nil
+	}
+	// The object's end, or whatever error Token finds there.
+	tok, err := t.Token()
+	switch {
+	case err != nil:
+		return nil, false, err
+	case tok == json.Delim('}'):
+		return nil, false, nil
+	}
+	return nil, false, t.fail("expected a member's name or '}'")
+}
+
+// nameBytes reads the string at t.pos as Name returns it.
+func (t *Tokens) nameBytes() ([]byte, error) {
+	from := t.pos
+	if _, err := t.readString(false); err != nil {
+		return nil, err
+	}
+	if raw := t.data[from+1 : t.pos-1]; bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return raw, nil
+	}
+	t.pos = from
+	s, err := t.str()
+	return []byte(s), err
 }
 
 // Raw returns the next value whole, as json.Decoder.Decode into a

@@ -154,3 +154,79 @@ func FuzzJSONTokens(f *testing.F) {
 		checkSameAsDecoder(t, text)
 	})
 }
+
+// traceNames is traceTokens without raw values, reading every object's
+// members with Name; it must see what Token sees.
+func traceNames(r *Tokens) tokenTrace {
+	var tr tokenTrace
+	var stack []json.Delim
+	inObject := func() bool { return len(stack) > 0 && stack[len(stack)-1] == '{' }
+	wantName := false
+	for {
+		if wantName {
+			name, ok, err := r.Name()
+			if err != nil {
+				return tr
+			}
+			if ok {
+				tr.tokens = append(tr.tokens, string(name))
+				wantName = false
+				continue
+			}
+			tr.tokens = append(tr.tokens, json.Delim('}'))
+			stack = stack[:len(stack)-1]
+		} else {
+			tok, err := r.Token()
+			if err != nil {
+				return tr
+			}
+			tr.tokens = append(tr.tokens, tok)
+			switch tok {
+			case json.Delim('{'), json.Delim('['):
+				stack = append(stack, tok.(json.Delim))
+				wantName = tok == json.Delim('{')
+				continue
+			case json.Delim('}'), json.Delim(']'):
+				stack = stack[:len(stack)-1]
+			}
+		}
+		wantName = inObject()
+		if len(stack) == 0 {
+			_, err := r.Token()
+			tr.ok = err == io.EOF
+			return tr
+		}
+	}
+}
+
+func checkNamesSameAsTokens(t *testing.T, text []byte) {
+	t.Helper()
+	want := traceTokens(NewTokens(text), 0)
+	if got := traceNames(NewTokens(text)); !sameTrace(got, want) {
+		t.Fatalf("%.200q:\n got  %.300v ok=%v\n want %.300v ok=%v", text, got.tokens, got.ok, want.tokens, want.ok)
+	}
+}
+
+func TestNameMatchesToken(t *testing.T) {
+	t.Parallel()
+	for _, text := range []string{
+		`{}`, `{"a":1}`, ` { "a" : 1 , "b" : { "c" : [ {} , { "d" : null } ] } } `, `{"a\"b":1,"\u00e9":2}`,
+		"{\"\xff\":1}", `{"a":1,}`, `{,}`, `{"a" 1}`, `{"a":1 "b":2}`, `{1:2}`, `{"a":}`, `{"a"`, `{"a":1`, `{`,
+		`{"a":1}}`, `[{"a":[{"b":{}}]},{}]`, `{"a":1}x`, `{"a":"\ud800"}`, "{\"\x01\":1}",
+	} {
+		checkNamesSameAsTokens(t, []byte(text))
+	}
+}
+
+// FuzzTokensName checks that Name sees an object's members as Token does.
+func FuzzTokensName(f *testing.F) {
+	for _, seed := range []string{
+		`{"model":"m","choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3}}`,
+		`{"a\u0041":[1,{"b":null}],"c":{}}`, `{"a":1,,"b":2}`, "{\"\xff\":{}}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		checkNamesSameAsTokens(t, text)
+	})
+}

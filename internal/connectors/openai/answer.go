@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,15 +95,15 @@ var errNotCompletion = errors.New("answer is not a chat completion")
 func decodeCompletion(data []byte) (chatCompletion, error) {
 	var out chatCompletion
 	d := answerDecoder{tokens: jsontext.NewTokens(data)}
-	err := d.object(func(name string) (bool, error) {
-		switch name {
+	err := d.object(func(name []byte) (bool, error) {
+		switch string(name) {
 		case "model":
 			return true, d.str(&out.Model)
 		case "choices":
 			return true, d.choices(&out)
 		case "usage":
-			return true, d.object(func(name string) (bool, error) {
-				switch name {
+			return true, d.object(func(name []byte) (bool, error) {
+				switch string(name) {
 				case "prompt_tokens":
 					return true, d.integer(&out.Usage.PromptTokens)
 				case "completion_tokens":
@@ -134,13 +135,13 @@ func (d *answerDecoder) choices(out *chatCompletion) error {
 	for d.tokens.More() {
 		out.Choices = append(out.Choices, choice{})
 		c := &out.Choices[len(out.Choices)-1]
-		err := d.object(func(name string) (bool, error) {
-			switch name {
+		err := d.object(func(name []byte) (bool, error) {
+			switch string(name) {
 			case "finish_reason":
 				return true, d.str(&c.FinishReason)
 			case "message":
-				return true, d.object(func(name string) (bool, error) {
-					switch name {
+				return true, d.object(func(name []byte) (bool, error) {
+					switch string(name) {
 					case "content":
 						return true, d.str(&c.Message.Content)
 					case "refusal":
@@ -173,9 +174,10 @@ func (d *answerDecoder) token() (json.Token, error) {
 }
 
 // object reads an object, or null, which leaves the value as it is, as
-// encoding/json does. field reads the value of a known name; the values of
-// other names are skipped.
-func (d *answerDecoder) object(field func(name string) (bool, error), known ...string) error {
+// encoding/json does. field reads the value of a known name (the name's
+// bytes are the answer's own, not to be kept); the values of other names
+// are skipped.
+func (d *answerDecoder) object(field func(name []byte) (bool, error), known ...string) error {
 	tok, err := d.token()
 	if err != nil || tok == nil {
 		return err
@@ -184,20 +186,22 @@ func (d *answerDecoder) object(field func(name string) (bool, error), known ...s
 		return errNotCompletion
 	}
 	var seen uint8 // a bit per known name; no object has more than eight
-	for d.tokens.More() {
-		tok, err := d.token()
+	for {
+		name, more, err := d.tokens.Name()
 		if err != nil {
-			return err
+			return fmt.Errorf("answer is not valid JSON: %w", err)
 		}
-		name, _ := tok.(string)
+		if !more {
+			return nil
+		}
 		for i, k := range known {
 			switch {
-			case name == k && seen&(1<<i) != 0:
+			case string(name) == k && seen&(1<<i) != 0:
 				return fmt.Errorf("answer gives %q twice", k)
-			case name == k:
+			case string(name) == k:
 				seen |= 1 << i
-			case strings.EqualFold(name, k):
-				return fmt.Errorf("answer has a field %q where %q was expected", truncate(name, 32), k)
+			case bytes.EqualFold(name, []byte(k)):
+				return fmt.Errorf("answer has a field %q where %q was expected", truncate(string(name), 32), k)
 			}
 		}
 		ok, err := field(name)
@@ -210,8 +214,6 @@ func (d *answerDecoder) object(field func(name string) (bool, error), known ...s
 			}
 		}
 	}
-	_, err = d.token() // '}'
-	return err
 }
 
 // str reads a string, or null, which leaves *s as it is.
