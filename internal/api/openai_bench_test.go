@@ -51,19 +51,6 @@ type discardRecorder struct{}
 
 func (discardRecorder) Record(context.Context, gateway.Record) error { return nil }
 
-// benchTarget is one path the load is offered to.
-type benchTarget struct {
-	Name, URL, Token string
-}
-
-// benchResult is what the load measured on one target.
-type benchResult struct {
-	Latencies, Overheads, Late []time.Duration
-	Failed                     int64
-	FirstErr                   string
-	CPU                        time.Duration // the process's CPU while it ran
-}
-
 // BenchmarkGatewayOverhead offers the same open-loop load (benchRate
 // requests a second, sent on schedule whether or not earlier ones have
 // answered) to four paths to the same kind of fake OpenAI upstream: the
@@ -107,24 +94,44 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	bare := httptest.NewServer(proxy)
 	b.Cleanup(bare.Close)
 
-	const path = "/v1/chat/completions"
-	targets := []benchTarget{
-		{Name: "direct", URL: upstreamURL + path},
-		{Name: "proxy", URL: bare.URL + path},
-		{Name: "moat", URL: s.URL + path, Token: e2eToken},
-		{Name: "audited", URL: audited.URL + path, Token: e2eToken},
+	body, err := json.Marshal(map[string]any{"model": "chat", "messages": []any{map[string]any{"role": "user", "content": benchPrompt}}})
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.ResetTimer()
-	results := runLoads(targets, b.N)
-	b.StopTimer()
+	client := &http.Client{Transport: benchTransport(), Timeout: 30 * time.Second}
+	const path = "/v1/chat/completions"
+	loads := []*load{
+		{name: "direct", client: client, url: upstreamURL + path, body: body},
+		{name: "proxy", client: client, url: bare.URL + path, body: body},
+		{name: "moat", client: client, url: s.URL + path, token: e2eToken, body: body},
+		{name: "audited", client: client, url: audited.URL + path, token: e2eToken, body: body},
+	}
+	// Warm every path (connections, pools, caches) outside the measurement.
+	for _, l := range loads {
+		l.run(min(b.N, 200))
+		l.reset()
+	}
 
-	for i, r := range results {
-		if r.Failed > 0 {
-			b.Fatalf("%s: %d of %d requests failed (first: %s)", targets[i].Name, r.Failed, len(r.Latencies), r.FirstErr)
+	const rounds = 4
+	b.ResetTimer()
+	for r := range rounds {
+		n := b.N / rounds
+		if r == rounds-1 {
+			n = b.N - n*(rounds-1)
+		}
+		for _, l := range loads {
+			l.run(n)
 		}
 	}
-	direct, proxied, moat, withAudit := percentiles(results[0].Latencies), percentiles(results[1].Latencies), percentiles(results[2].Latencies), percentiles(results[3].Latencies)
-	own, ownAudited := percentiles(results[2].Overheads), percentiles(results[3].Overheads)
+	b.StopTimer()
+
+	for _, l := range loads {
+		if f := l.failed.Load(); f > 0 {
+			b.Fatalf("%s: %d of %d requests failed (first: %v)", l.name, f, len(l.latencies), l.firstErr.Load())
+		}
+	}
+	direct, proxied, moat, withAudit := percentiles(loads[0].latencies), percentiles(loads[1].latencies), percentiles(loads[2].latencies), percentiles(loads[3].latencies)
+	own, ownAudited := percentiles(loads[2].overheads), percentiles(loads[3].overheads)
 	b.ReportMetric(0, "ns/op") // wall time per request is the schedule's, not a measure
 	b.ReportMetric(direct.p50, "direct-p50-µs")
 	b.ReportMetric(direct.p99, "direct-p99-µs")
@@ -145,8 +152,8 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	// How late the load sent its requests, over all paths: the pacing's
 	// own error, which every latency above includes.
 	var late []time.Duration
-	for _, r := range results {
-		late = append(late, r.Late...)
+	for _, l := range loads {
+		late = append(late, l.late...)
 	}
 	sent := percentiles(late)
 	b.ReportMetric(sent.p50, "sent-late-p50-µs")
@@ -154,49 +161,9 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	// CPU of the whole process (client, fake upstream and the path under
 	// test) per request: the difference is what Moat costs in CPU, which
 	// decides the rate two cores can sustain.
-	for i, t := range targets {
-		b.ReportMetric(float64(results[i].CPU)/float64(time.Microsecond)/float64(len(results[i].Latencies)), t.Name+"-cpu-µs/req")
-	}
-}
-
-// runLoads warms each target, then offers n requests to each in four
-// rounds, and returns what it measured of each.
-func runLoads(targets []benchTarget, n int) []benchResult {
-	client := &http.Client{Transport: benchTransport(), Timeout: 30 * time.Second}
-	loads := make([]*load, len(targets))
-	for i, t := range targets {
-		body, err := json.Marshal(map[string]any{"model": "chat", "messages": []any{map[string]any{"role": "user", "content": benchPrompt}}})
-		if err != nil {
-			panic(err)
-		}
-		loads[i] = &load{client: client, url: t.URL, token: t.Token, body: body}
-	}
-	// Warm every path (connections, pools, caches) outside the measurement.
 	for _, l := range loads {
-		l.run(min(n, 200))
-		l.reset()
+		b.ReportMetric(float64(l.cpu)/float64(time.Microsecond)/float64(len(l.latencies)), l.name+"-cpu-µs/req")
 	}
-	const rounds = 4
-	cpu := make([]time.Duration, len(targets))
-	for r := range rounds {
-		k := n / rounds
-		if r == rounds-1 {
-			k = n - k*(rounds-1)
-		}
-		for i, l := range loads {
-			before := processCPU()
-			l.run(k)
-			cpu[i] += processCPU() - before
-		}
-	}
-	results := make([]benchResult, len(loads))
-	for i, l := range loads {
-		results[i] = benchResult{Latencies: l.latencies, Overheads: l.overheads, Late: l.late, Failed: l.failed.Load(), CPU: cpu[i]}
-		if e, ok := l.firstErr.Load().(string); ok {
-			results[i].FirstErr = e
-		}
-	}
-	return results
 }
 
 func benchTransport() *http.Transport {
@@ -208,19 +175,21 @@ func benchTransport() *http.Transport {
 
 // load sends the same request on a fixed schedule and keeps each latency.
 type load struct {
+	name       string
 	client     *http.Client
 	url, token string
 	body       []byte
 	latencies  []time.Duration
 	overheads  []time.Duration // the gateway's own x-moat-overhead-us
 	late       []time.Duration // how late each request was sent
+	cpu        time.Duration   // the process's CPU time while this load ran
 	mu         sync.Mutex
 	failed     atomic.Int64
 	firstErr   atomic.Value
 }
 
 func (l *load) reset() {
-	l.latencies, l.overheads, l.late = nil, nil, nil
+	l.latencies, l.overheads, l.late, l.cpu = nil, nil, nil, 0
 	l.failed.Store(0)
 }
 
@@ -246,6 +215,7 @@ func (l *load) run(n int) {
 		panic(err)
 	}
 	defer pace.Close()
+	cpu := processCPU()
 	start := time.Now()
 	for i := range n {
 		due := start.Add(time.Duration(i) * interval)
@@ -260,6 +230,7 @@ func (l *load) run(n int) {
 		}()
 	}
 	wg.Wait()
+	l.cpu += processCPU() - cpu
 	l.mu.Lock()
 	l.latencies = append(l.latencies, lat...)
 	l.overheads = append(l.overheads, over...)
