@@ -13,11 +13,7 @@ import (
 // naming the sink; everything accepted before stays, in the database and
 // in the file, and both still verify.
 func TestFullDiskFailsClosed(t *testing.T) {
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Skipf("cannot mount a small tmpfs here (%v); the full-disk test needs it", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dir := smallDisk(t)
 
 	s, _ := openStore(t)
 	skey, vkey := genKeyText(t)
@@ -29,17 +25,7 @@ func TestFullDiskFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := openLog(t, s, signer, hkey, Options{Sinks: []Sink{fs}, Require: []string{"file"}, CheckpointEvery: 1 << 20})
-	accepted := 0
-	var appendErr error
-	for i := range 10_000 {
-		if _, appendErr = l.Append(t.Context(), testRecord(i)); appendErr != nil {
-			break
-		}
-		accepted++
-	}
-	if appendErr == nil {
-		t.Fatal("10,000 records fitted in 64 KiB; the disk never filled")
-	}
+	accepted, appendErr := appendUntilFull(t, l)
 	if !errors.Is(appendErr, ErrSink) {
 		t.Fatalf("append on a full disk: %v, want ErrSink", appendErr)
 	}
@@ -64,26 +50,12 @@ func TestFullDiskFailsClosed(t *testing.T) {
 // once it is full an append fails, and every record acknowledged before
 // reaches the database and verifies.
 func TestFullJournalDiskFailsClosed(t *testing.T) {
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Skipf("cannot mount a small tmpfs here (%v); the full-disk test needs it", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dir := smallDisk(t)
 
 	s, _ := openStore(t)
 	signer, verifier, hkey := testKeys(t)
 	l := openLog(t, s, signer, hkey, Options{Journal: filepath.Join(dir, JournalFile)})
-	accepted := 0
-	var appendErr error
-	for i := range 10_000 {
-		if _, appendErr = l.Append(t.Context(), testRecord(i)); appendErr != nil {
-			break
-		}
-		accepted++
-	}
-	if appendErr == nil {
-		t.Fatal("10,000 records fitted in 64 KiB; the disk never filled")
-	}
+	accepted, appendErr := appendUntilFull(t, l)
 	if !errors.Is(appendErr, syscall.ENOSPC) {
 		t.Fatalf("append on a full disk: %v, want ENOSPC", appendErr)
 	}
@@ -94,4 +66,27 @@ func TestFullJournalDiskFailsClosed(t *testing.T) {
 	if rep := verifyStore(t, s, verifier); rep.Records != int64(accepted) {
 		t.Fatalf("the database holds %d records, want the %d accepted", rep.Records, accepted)
 	}
+}
+
+// smallDisk mounts a tmpfs of 64 KiB for the test, or skips it where
+// mounting is not allowed.
+func smallDisk(t *testing.T) string {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v); the full-disk test needs it", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// appendUntilFull appends records until an append fails, and returns how
+// many were accepted and the failure.
+func appendUntilFull(t *testing.T, l *Log) (int, error) {
+	for i := range 10_000 {
+		if _, err := l.Append(t.Context(), testRecord(i)); err != nil {
+			return i, err
+		}
+	}
+	t.Fatal("10,000 records fitted in 64 KiB; the disk never filled")
+	return 0, nil
 }

@@ -291,43 +291,7 @@ func TestJournalWriteFailureAcknowledgesNothing(t *testing.T) {
 
 func TestJournalAppendsRacingClose(t *testing.T) {
 	t.Parallel()
-	for trial := range 5 {
-		s, _ := openStore(t)
-		signer, verifier, hkey := testKeys(t)
-		l := openLog(t, s, signer, hkey, Options{Journal: journalPath(t)})
-		var (
-			wg        sync.WaitGroup
-			committed atomic.Int64
-		)
-		started := make(chan struct{})
-		for w := range 8 {
-			wg.Go(func() {
-				for i := 0; ; i++ {
-					if w == 0 && i == 20 {
-						close(started)
-					}
-					seqs, err := l.Append(t.Context(), testRecord(w*1000+i))
-					if errors.Is(err, ErrClosed) {
-						return
-					}
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					committed.Add(int64(len(seqs)))
-				}
-			})
-		}
-		<-started
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
-		wg.Wait()
-		rep := verifyStore(t, s, verifier)
-		if rep.Records != committed.Load() || rep.Covered != committed.Load() {
-			t.Fatalf("trial %d: %d appends acknowledged; report %+v", trial, committed.Load(), rep)
-		}
-	}
+	checkAppendsRacingClose(t, 5, 20, func() Options { return Options{Journal: journalPath(t)} })
 }
 
 // journalOf returns a journal holding records from..to-1 of a test log.
