@@ -25,19 +25,7 @@ import (
 func auditDataDir(t *testing.T, n int) string {
 	t.Helper()
 	dir := t.TempDir()
-	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	keys, err := audit.LoadOrCreateKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := audit.Open(context.Background(), s, keys.Signer, keys.HMAC, audit.Options{CheckpointEvery: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, closeLog := openDirAudit(t, dir, nil, audit.Options{CheckpointEvery: 10})
 	for i := range n {
 		if _, err := l.Append(context.Background(), audit.Record{
 			Actor: "user:ana", Action: "secret.read", Resource: "secret/prod/stripe", Outcome: audit.OK,
@@ -46,10 +34,39 @@ func auditDataDir(t *testing.T, n int) string {
 			t.Fatal(err)
 		}
 	}
-	if err := l.Close(); err != nil {
+	if err := closeLog(); err != nil {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// openDirAudit opens the audit log in a data dir's database, over the
+// store as wrap makes it (nil: as it is). closeLog closes the log, then
+// the database.
+func openDirAudit(t *testing.T, dir string, wrap func(store.Store) store.Store, opts audit.Options) (l *audit.Log, closeLog func() error) {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := audit.LoadOrCreateKeys(dir)
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	logged := s
+	if wrap != nil {
+		logged = wrap(s)
+	}
+	l, err = audit.Open(context.Background(), logged, keys.Signer, keys.HMAC, opts)
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	return l, func() error {
+		defer s.Close()
+		return l.Close()
+	}
 }
 
 func TestAuditVerifyExportProof(t *testing.T) {
@@ -275,23 +292,11 @@ func TestAuditHMACNormalisedForms(t *testing.T) {
 // with details, closed.
 func appendAudit(t *testing.T, dir string, details map[string]any) {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	keys, err := audit.LoadOrCreateKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := audit.Open(context.Background(), s, keys.Signer, keys.HMAC, audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, closeLog := openDirAudit(t, dir, nil, audit.Options{})
 	if _, err := l.Append(context.Background(), audit.Record{Actor: "key:key_1", Action: "ai.call", Resource: "model/chat", Outcome: audit.OK, Details: details}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Close(); err != nil {
+	if err := closeLog(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -351,20 +356,9 @@ func (downStore) InTx(context.Context, func(store.Tx) error) error {
 func TestAuditVerifyNotesJournaledRecords(t *testing.T) {
 	t.Parallel()
 	dir := auditDataDir(t, 25)
-	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	keys, err := audit.LoadOrCreateKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := audit.Open(context.Background(), downStore{s}, keys.Signer, keys.HMAC, audit.Options{Journal: filepath.Join(dir, audit.JournalFile)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, closeLog := openDirAudit(t, dir, func(s store.Store) store.Store { return downStore{s} }, audit.Options{Journal: filepath.Join(dir, audit.JournalFile)})
+	// Closing cannot commit the journaled records: the database is down.
+	defer closeLog()
 	if _, err := l.Append(context.Background(),
 		audit.Record{Actor: "user:ana", Action: "secret.read", Resource: "secret/prod/a", Outcome: audit.OK},
 		audit.Record{Actor: "user:ana", Action: "secret.read", Resource: "secret/prod/b", Outcome: audit.OK}); err != nil {
