@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,14 +37,23 @@ func readAnswer(res *http.Response) (chatCompletion, error) {
 	// the decoded answer holds copies, and no answer outlives its call in
 	// the pool. Read fresh, it was the connector's largest allocation.
 	buf := answerBuffers.Get().(*[]byte)
+	body := bytes.NewBuffer((*buf)[:0])
 	if n := res.ContentLength; n >= 0 {
 		// One more, to see the end without growing; no more than 64 KiB
 		// on the upstream's word alone.
-		*buf = slices.Grow((*buf)[:0], int(min(n+1, 64<<10)))
+		body.Grow(int(min(n+1, 64<<10)))
 	}
-	data, err := readAtMost(res.Body, (*buf)[:0], MaxAnswerBytes)
+	_, err := body.ReadFrom(io.LimitReader(res.Body, MaxAnswerBytes+1))
+	data := body.Bytes()
 	var out chatCompletion
-	if err == nil {
+	switch {
+	case err != nil:
+		// Wrapped for the caller to classify, not to show: it may be a
+		// transport error, which the gateway retries.
+		err = fmt.Errorf("cannot read the answer: %w", err)
+	case len(data) > MaxAnswerBytes:
+		err = fmt.Errorf("answer is more than %d bytes", MaxAnswerBytes)
+	default:
 		out, err = decodeCompletion(data)
 	}
 	clear(data)
@@ -60,29 +68,6 @@ var answerBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); retu
 
 // maxPooledAnswer bounds the buffers kept for reuse.
 const maxPooledAnswer = 256 << 10
-
-// readAtMost reads r to its end, appending to data, and refuses more than
-// limit bytes.
-func readAtMost(r io.Reader, data []byte, limit int) ([]byte, error) {
-	for {
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)]
-		}
-		n, err := r.Read(data[len(data):min(cap(data), limit+1)])
-		data = data[:len(data)+n]
-		if len(data) > limit {
-			return data, fmt.Errorf("answer is more than %d bytes", limit)
-		}
-		if err == io.EOF {
-			return data, nil
-		}
-		if err != nil {
-			// Wrapped for the caller to classify, not to show: it may be
-			// a transport error, which the gateway retries.
-			return data, fmt.Errorf("cannot read the answer: %w", err)
-		}
-	}
-}
 
 // errNotCompletion is an answer that is JSON but not a chat completion.
 var errNotCompletion = errors.New("answer is not a chat completion")
