@@ -55,12 +55,12 @@ func Scan(text string) []Finding {
 	}
 	sc.kept = resolveOverlaps(sc.kept[:0], sc.spans)
 	out := toFindings(text, sc.kept)
-	// The spans' reasons are the findings' now: the scratch lets go of them
-	// and of the text before it goes back.
-	clear(sc.spans)
-	clear(sc.kept)
-	sc.text = ""
 	if cap(sc.spans) <= maxPooledSpans && cap(sc.kept) <= maxPooledSpans {
+		// The spans' reasons are the findings' now: the scratch lets go of
+		// them and of the text before it goes back.
+		clear(sc.spans)
+		clear(sc.kept)
+		sc.text = ""
 		sc.spans, sc.kept = sc.spans[:0], sc.kept[:0]
 		scanScratches.Put(sc)
 	}

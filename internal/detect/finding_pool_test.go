@@ -22,7 +22,9 @@ func scanUnpooled(text string) []Finding {
 	return toFindings(text, resolveOverlaps(nil, spans))
 }
 
-var scanPoolSeeds = []string{
+// scanSeeds are the texts FuzzScan and FuzzScanPooledReference start from
+// and TestScanPooledConcurrent scans.
+var scanSeeds = []string{
 	"",
 	"call (415) 692-3012 or mail a@b.io",
 	"card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32",
@@ -34,8 +36,8 @@ var scanPoolSeeds = []string{
 }
 
 func FuzzScanPooledReference(f *testing.F) {
-	for i, s := range scanPoolSeeds {
-		f.Add(s, scanPoolSeeds[(i+1)%len(scanPoolSeeds)])
+	for i, s := range scanSeeds {
+		f.Add(s, scanSeeds[(i+1)%len(scanSeeds)])
 	}
 	f.Fuzz(func(t *testing.T, text, before string) {
 		// What an earlier call left in the pools must not show.
@@ -49,17 +51,17 @@ func FuzzScanPooledReference(f *testing.F) {
 // TestScanPooledConcurrent runs Scan from several goroutines at once, as
 // the gateway does, and compares each answer with the unpooled one.
 func TestScanPooledConcurrent(t *testing.T) {
-	want := make([][]Finding, len(scanPoolSeeds))
-	for i, s := range scanPoolSeeds {
+	want := make([][]Finding, len(scanSeeds))
+	for i, s := range scanSeeds {
 		want[i] = scanUnpooled(s)
 	}
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
 			for n := range 200 {
-				i := (g + n) % len(scanPoolSeeds)
-				if got := Scan(scanPoolSeeds[i]); !reflect.DeepEqual(got, want[i]) {
-					t.Errorf("Scan(%q) = %+v, want %+v", scanPoolSeeds[i], got, want[i])
+				i := (g + n) % len(scanSeeds)
+				if got := Scan(scanSeeds[i]); !reflect.DeepEqual(got, want[i]) {
+					t.Errorf("Scan(%q) = %+v, want %+v", scanSeeds[i], got, want[i])
 					return
 				}
 			}

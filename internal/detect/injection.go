@@ -39,7 +39,7 @@ func Injection(text string) InjectionResult {
 // injection is Injection, and with data set InjectionInData.
 func injection(text string, data bool) InjectionResult {
 	sc := injPool.Get().(*injScratch)
-	sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0], leetAt: sc.n.leetAt[:0]}
+	sc.n.reset()
 	sc.n.fill(text)
 	hits := sc.hits[:0]
 	collectSignals(&sc.n, text, &hits, 0, &sc.toks)
@@ -53,7 +53,7 @@ func injection(text string, data bool) InjectionResult {
 		// The tokens hold no pointers; only the rest is let go of.
 		clear(sc.toks.extra)
 		sc.toks = injTokens{toks: sc.toks.toks[:0], extra: sc.toks.extra[:0]}
-		sc.n = normalized{start: sc.n.start[:0], end: sc.n.end[:0], buf: sc.n.buf[:0], leetAt: sc.n.leetAt[:0]}
+		sc.n.reset()
 		injPool.Put(sc)
 	}
 	return res

@@ -232,7 +232,7 @@ const (
 	maxTaskSentenceTokens = 64
 )
 
-// taskRequests scores every sentence of n (tokenised as toks) and adds a hit
+// taskRequests scores every sentence of n (tokenised as ts) and adds a hit
 // for each that reads as a standalone task for the assistant.
 func taskRequests(n *normalized, orig string, ts *injTokens, hits *[]injHit) {
 	t, toks := n.text, ts.toks
@@ -279,7 +279,7 @@ func taskRequests(n *normalized, orig string, ts *injTokens, hits *[]injHit) {
 			continue
 		}
 		end := min(i, start+maxTaskSentenceTokens)
-		if reason, w := scoreTaskSentence(t, ts, toks[start:end], quoted, question); w >= taskThreshold {
+		if reason, w := scoreTaskSentence(ts, toks[start:end], quoted, question); w >= taskThreshold {
 			n.addHit(hits, reason, min(w, taskMaxWeight), int(toks[start].a), int(toks[end-1].b))
 		}
 		start, quoted = i, 0
@@ -329,7 +329,7 @@ const (
 
 // scoreTaskSentence scores one sentence s (at most 64 tokens of ts; quoted
 // marks tokens inside quotes) and names the kind of task.
-func scoreTaskSentence(t string, ts *injTokens, s []injToken, quoted uint64, question bool) (string, float64) {
+func scoreTaskSentence(ts *injTokens, s []injToken, quoted uint64, question bool) (string, float64) {
 	feat := func(k int) taskFeat {
 		if k < 0 || k >= len(s) {
 			return 0
@@ -343,7 +343,7 @@ func scoreTaskSentence(t string, ts *injTokens, s []injToken, quoted uint64, que
 		return ts.word(&s[k])
 	}
 	gapHas := func(k int, c byte) bool { // in the gap before token k
-		return k > 0 && k < len(s) && strings.IndexByte(tokGap(t, &s[k-1], &s[k]), c) >= 0
+		return k > 0 && k < len(s) && strings.IndexByte(tokGap(ts.text, &s[k-1], &s[k]), c) >= 0
 	}
 	var score float64
 	human := false // addressed to a named person: "Hi Sam, …"
@@ -532,7 +532,7 @@ func scoreTaskSentence(t string, ts *injTokens, s []injToken, quoted uint64, que
 		if tf&tfKnow != 0 {
 			know++
 		}
-		if tf&tfMath != 0 || isMathGap(t, ts, s, k) {
+		if tf&tfMath != 0 || isMathGap(ts, s, k) {
 			math++
 		}
 		if tf&tfLang != 0 {
@@ -684,11 +684,11 @@ func isNumberTok(w string) bool {
 }
 
 // isMathGap: an arithmetic operator between token k-1 and a number k.
-func isMathGap(t string, ts *injTokens, s []injToken, k int) bool {
+func isMathGap(ts *injTokens, s []injToken, k int) bool {
 	if k == 0 || !isNumberTok(ts.word(&s[k])) {
 		return false
 	}
-	gap := tokGap(t, &s[k-1], &s[k])
+	gap := tokGap(ts.text, &s[k-1], &s[k])
 	return strings.ContainsAny(gap, "+=*/^")
 }
 

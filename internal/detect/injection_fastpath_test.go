@@ -324,7 +324,7 @@ func checkFastPath(t *testing.T, text string, reused *normalized) {
 		t.Fatalf("normalize(%q): %s differs from the reference", text, diff)
 	}
 	// As Injection does: into buffers left over from another text.
-	*reused = normalized{start: reused.start[:0], end: reused.end[:0], buf: reused.buf[:0], leetAt: reused.leetAt[:0]}
+	reused.reset()
 	reused.fill(text)
 	if diff := sameNormalized(reused, want); diff != "" {
 		t.Fatalf("fill(%q) into reused buffers: %s differs from the reference", text, diff)

@@ -111,9 +111,14 @@ func normalize(text string) *normalized {
 	return n
 }
 
+// reset empties n for another fill, keeping the buffers fill reuses and
+// dropping the last result, so that a pooled n holds no text alive.
+func (n *normalized) reset() {
+	*n = normalized{start: n.start[:0], end: n.end[:0], buf: n.buf[:0], leetAt: n.leetAt[:0]}
+}
+
 // fill normalises text into n, reusing n's start, end, buf and leetAt
-// slices (their previous contents are discarded). n must be zero apart
-// from those.
+// slices (their previous contents are discarded). n must be new or reset.
 func (n *normalized) fill(text string) {
 	buf := n.buf[:0]
 	if cap(buf) < len(text) {
