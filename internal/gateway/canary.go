@@ -16,6 +16,9 @@ import (
 // makes a marker unguessable, and what Leaked looks for.
 const canaryPrefix = "moat-canary-"
 
+// canaryPrefixUpper is canaryPrefix upper-cased once, not in every Leaked.
+var canaryPrefixUpper = strings.ToUpper(canaryPrefix)
+
 // Canary is a per-call marker put in the system prompt. A model that repeats
 // it has revealed its system prompt, so an answer holding it fails the step.
 // The zero Canary is no canary: it never leaks.
@@ -138,7 +141,7 @@ func (c Canary) Leaked(answer string) bool {
 			return true
 		}
 	}
-	markers := [2]string{canaryPrefix, strings.ToUpper(canaryPrefix)}
+	markers := [2]string{canaryPrefix, canaryPrefixUpper}
 	for i, s := range secrets {
 		for align := range 3 {
 			n, ok := base64Needle(scratch[:0], s, align)

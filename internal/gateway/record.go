@@ -141,15 +141,18 @@ func (w *jsonDigestWriter) flush() {
 	w.buf = w.buf[:0]
 }
 
-// write appends b, handing the buffer to the hash when it is full.
+// write appends b, handing the buffer to the hash when it is full. Only
+// punctuation is written here, so it need not be split to fit: the hash
+// is the same however its input is cut.
 func (w *jsonDigestWriter) write(b string) {
-	for len(w.buf)+len(b) > digestBufferBytes {
-		n := digestBufferBytes - len(w.buf)
-		w.buf = append(w.buf, b[:n]...)
-		w.flush()
-		b = b[n:]
-	}
 	w.buf = append(w.buf, b...)
+	w.flushIfFull()
+}
+
+func (w *jsonDigestWriter) flushIfFull() {
+	if len(w.buf) >= digestBufferBytes {
+		w.flush()
+	}
 }
 
 func (w *jsonDigestWriter) writeMessages(msgs []connectors.Message) {
@@ -176,9 +179,7 @@ func (w *jsonDigestWriter) writeMessages(msgs []connectors.Message) {
 // prompt itself for a moment.
 func (w *jsonDigestWriter) writeString(s string) {
 	w.buf = jsontext.AppendString(w.buf, s, true)
-	if len(w.buf) >= digestBufferBytes {
-		w.flush()
-	}
+	w.flushIfFull()
 }
 
 // untilNewline drops the newline Encoder.Encode puts after the value, so
