@@ -27,7 +27,7 @@ func New(tb testing.TB) (*audit.Log, store.Store) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	return open(tb, st, audit.Options{Journal: filepath.Join(dir, "audit.journal")}), st
+	return open(tb, st, audit.Options{Journal: filepath.Join(dir, audit.JournalFile)}), st
 }
 
 // OpenLog opens an audit log on st with a fresh signing key and HMAC key,
