@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/moatproject/moat/internal/store/pgtest"
 )
@@ -63,6 +64,41 @@ func benchmarkAppendAlone(b *testing.B, journal bool) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkAppendPaced appends four records a millisecond, one at a time,
+// as 2,000 gateway calls a second do (two records each), to a log with a
+// journal, gathering records for the database for 2 ms and for 20 ms (the
+// default). cpu-ns/op is the process's CPU time per record: the appends'
+// and the writer's commits, which the gathering changes.
+//
+//	go test ./internal/audit -run '^$' -bench AppendPaced -benchtime 20000x -count 3
+func BenchmarkAppendPaced(b *testing.B) {
+	for _, delay := range []time.Duration{2 * time.Millisecond, 20 * time.Millisecond} {
+		b.Run("gather="+delay.String(), func(b *testing.B) {
+			s, path := openStore(b)
+			signer, _, hkey := testKeys(b)
+			l := openLog(b, s, signer, hkey, Options{Journal: path + ".journal", JournalDelay: delay})
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			b.ReportAllocs()
+			i := 0
+			cpu := processCPU()
+			for i < b.N {
+				<-tick.C
+				for range 4 {
+					if _, err := l.Append(context.Background(), testRecord(i)); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			}
+			if err := l.Flush(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
 
 // openBenchLog opens a log on a fresh SQLite store, with a journal beside

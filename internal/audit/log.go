@@ -53,6 +53,13 @@ type Options struct {
 	// data directory Moat locks), since the log then numbers records
 	// without asking the store.
 	Journal string
+	// JournalDelay is how long journaled records gather before the writer
+	// commits them to the database (default 20 ms): appenders do not wait
+	// for that commit, and one transaction for many records costs less
+	// CPU per record than one for a few. The database, and what reads it,
+	// sees a record at most this long after the journal does; Flush, a
+	// required sink or a large backlog cuts it short.
+	JournalDelay time.Duration
 }
 
 func (o *Options) defaults() {
@@ -67,6 +74,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 2000
+	}
+	if o.JournalDelay <= 0 {
+		o.JournalDelay = 20 * time.Millisecond
 	}
 	if o.SinkQueue <= 0 {
 		o.SinkQueue = 256

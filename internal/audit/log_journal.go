@@ -22,12 +22,6 @@ const maxPending = 64 << 10
 // database holds everything in it.
 const journalResetSize = 4 << 20
 
-// journalCommitDelay is how long the writer lets journaled records gather
-// before it commits them: appenders do not wait for the commit, and one
-// transaction for many records costs little more than one for each. Flush,
-// a required sink or a large backlog cuts it short.
-const journalCommitDelay = 2 * time.Millisecond
-
 // errBehind reports that the database has not taken journaled records.
 var errBehind = errors.New("audit: the database is not taking records")
 
@@ -156,12 +150,12 @@ func (l *Log) runJournaled() {
 	defer close(l.done)
 	tick := time.NewTicker(min(l.opts.CheckpointInterval, time.Second))
 	defer tick.Stop()
-	gather := time.NewTimer(journalCommitDelay)
+	gather := time.NewTimer(l.opts.JournalDelay)
 	gather.Stop()
 	for {
 		select {
 		case <-l.wake:
-			gather.Reset(journalCommitDelay)
+			gather.Reset(l.opts.JournalDelay)
 			select {
 			case <-gather.C:
 			case <-l.hurry:
