@@ -998,7 +998,10 @@ type parsedChat struct {
 }
 
 func (h *handlers) readChatRequest(w http.ResponseWriter, r *http.Request) (parsedChat, *openAIError) {
-	body, err := readBody(w, r)
+	buf, err := readBody(w, r)
+	// Nothing decoded refers to the body's bytes: strings are copied out.
+	defer releasePayload(buf)
+	body := *buf
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return parsedChat{}, &openAIError{Status: http.StatusRequestEntityTooLarge, Type: errTypeInvalid, Code: gateway.CodeInvalid,
@@ -1025,16 +1028,19 @@ func (h *handlers) readChatRequest(w http.ResponseWriter, r *http.Request) (pars
 // announcing one and sending nothing.
 const bodyHintBytes = 64 << 10
 
-// readBody reads the body, at most maxBodyBytes. A declared length sizes
-// the buffer once, rather than growing it from 512 bytes by copies; it is
-// only a hint, and the limit is enforced on what is read.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	var buf bytes.Buffer
+// readBody reads the body, at most maxBodyBytes, into a pooled buffer for
+// the caller to release (releasePayload). A declared length sizes the
+// buffer once, rather than growing it by copies; it is only a hint, and the
+// limit is enforced on what is read.
+func readBody(w http.ResponseWriter, r *http.Request) (*[]byte, error) {
+	pooled := payloadBuffers.Get().(*[]byte)
+	buf := bytes.NewBuffer((*pooled)[:0])
 	if n := r.ContentLength; n > 0 {
 		buf.Grow(int(min(n, bodyHintBytes)) + bytes.MinRead)
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	return buf.Bytes(), err
+	*pooled = buf.Bytes()
+	return pooled, err
 }
 
 func setMoatHeaders(w http.ResponseWriter, rec gateway.Record) {

@@ -15,7 +15,7 @@ import (
 // answer is the one body every call encodes. A completion the direct
 // encoder does not cover (logprobs other than null) goes to writeJSON.
 func writeCompletion(w http.ResponseWriter, c chatCompletion) {
-	buf := completionBuffers.Get().(*[]byte)
+	buf := payloadBuffers.Get().(*[]byte)
 	b, ok := c.appendJSON((*buf)[:0])
 	if !ok {
 		writeJSON(w, http.StatusOK, c)
@@ -24,19 +24,27 @@ func writeCompletion(w http.ResponseWriter, c chatCompletion) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(b) // copied into the connection's buffer or sent
 	}
-	// The answer is cleared before the buffer goes back: none outlives
-	// its request in the pool.
-	clear(b)
-	if cap(b) <= maxPooledCompletion {
-		*buf = b[:0]
-		completionBuffers.Put(buf)
-	}
+	*buf = b
+	releasePayload(buf)
 }
 
-var completionBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// payloadBuffers hold a request's body or an answer for the time of one
+// request.
+var payloadBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// maxPooledCompletion bounds the buffers kept for reuse.
-const maxPooledCompletion = 256 << 10
+// maxPooledPayload bounds the buffers kept for reuse.
+const maxPooledPayload = 256 << 10
+
+// releasePayload clears buf and returns it to the pool: no payload
+// outlives its request there.
+func releasePayload(buf *[]byte) {
+	b := *buf
+	clear(b)
+	if cap(b) <= maxPooledPayload {
+		*buf = b[:0]
+		payloadBuffers.Put(buf)
+	}
+}
 
 // appendJSON appends c as a json.Encoder with SetEscapeHTML(false) writes
 // it, newline included; false if c holds what it does not write (logprobs

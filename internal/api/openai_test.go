@@ -620,6 +620,36 @@ func (s *openAIStack) leaked(t *testing.T) {
 
 const plantedPrompt = "Please update my email to " + plantEmail + " and charge card " + plantCard + " today."
 
+// TestOpenAIChatConcurrentPrompts: requests in flight together each get
+// their own prompt back, though their bodies and answers pass through
+// pooled buffers.
+func TestOpenAIChatConcurrentPrompts(t *testing.T) {
+	t.Parallel()
+	s := newOpenAIStack(t)
+	client := s.client(e2eToken)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 10 {
+				prompt := fmt.Sprintf("Request %d of caller %d: %s %s", i, g, plantedPrompt, strings.Repeat("filler ", 50*g+i))
+				comp, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
+					Model: "chat", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prompt)},
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(comp.Choices) != 1 || comp.Choices[0].Message.Content != prompt {
+					t.Errorf("caller %d request %d got another answer: %.200v", g, i, comp.Choices)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s.leaked(t)
+}
+
 func TestOpenAIChatRoundTrip(t *testing.T) {
 	t.Parallel()
 	s := newOpenAIStack(t)
