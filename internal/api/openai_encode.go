@@ -36,10 +36,11 @@ var payloadBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); ret
 const maxPooledPayload = 256 << 10
 
 // releasePayload clears buf and returns it to the pool: no payload
-// outlives its request there.
+// outlives its request there. All of its capacity is cleared: a reader may
+// use the whole of the space it is given as scratch.
 func releasePayload(buf *[]byte) {
 	b := *buf
-	clear(b)
+	clear(b[:cap(b)])
 	if cap(b) <= maxPooledPayload {
 		*buf = b[:0]
 		payloadBuffers.Put(buf)
