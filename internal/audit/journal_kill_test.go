@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/moatproject/moat/internal/store/sqlite"
 )
@@ -90,8 +91,10 @@ func TestJournalSurvivesKill(t *testing.T) {
 }
 
 // appendUntilKilled is the appender process: four goroutines append
-// until the process is killed, printing each acknowledged seq.
+// until the process is killed, printing each acknowledged seq. Should the
+// test that started it be gone, it stops by itself after a minute.
 func appendUntilKilled(t *testing.T, dir string) {
+	time.AfterFunc(time.Minute, func() { os.Exit(2) })
 	keys, err := LoadOrCreateKeys(dir)
 	if err != nil {
 		t.Fatal(err)
