@@ -155,6 +155,11 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	b.ReportMetric(moat.p99-proxied.p99, "overhead-p99-µs")
 	b.ReportMetric(withAudit.p50-proxied.p50, "audited-overhead-p50-µs")
 	b.ReportMetric(withAudit.p99-proxied.p99, "audited-overhead-p99-µs")
+	// Side by side with calling the upstream directly: what one more hop
+	// costs (the bare proxy), and what Moat costs with it.
+	b.ReportMetric(proxied.p50-direct.p50, "proxy-minus-direct-p50-µs")
+	b.ReportMetric(moat.p50-direct.p50, "moat-minus-direct-p50-µs")
+	b.ReportMetric(withAudit.p50-direct.p50, "audited-minus-direct-p50-µs")
 	b.ReportMetric(own.p50, "header-overhead-p50-µs")
 	b.ReportMetric(own.p99, "header-overhead-p99-µs")
 	b.ReportMetric(ownAudited.p50, "audited-header-overhead-p50-µs")
