@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/moatproject/moat/internal/audit"
 )
@@ -33,27 +34,39 @@ func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Out
 	if rec.Alias == "" {
 		resource = "connector/" + rec.Connector
 	}
+	details := detailsMaps.Get().(map[string]any)
+	fillAuditDetails(details, rec, outcome == audit.Requested)
 	_, err := r.Log.Append(ctx, audit.Record{
 		Actor:    id.Kind + ":" + id.ID,
 		Action:   "ai.call",
 		Resource: resource,
 		Outcome:  outcome,
-		Details:  auditDetails(rec, outcome == audit.Requested),
+		Details:  details,
 	})
+	// The log keeps the details' encoding, not the map: it is emptied and
+	// used again.
+	clear(details)
+	detailsMaps.Put(details)
 	if err != nil {
 		return fmt.Errorf("gateway: audit record of AI call %s: %w", rec.RequestID, err)
 	}
 	return nil
 }
 
-// auditDetails are a record's details as the audit log keeps them. The
-// log encodes them canonically (keys sorted), so the order they are set in
-// does not show. A requested record has no usage, cost or timing yet.
-func auditDetails(rec Record, requested bool) map[string]any {
+// auditDetailsSize is the usual call's number of details: the six always
+// set, eight of the optional strings, findings, decisions, subjects and
+// attempts.
+const auditDetailsSize = 18
+
+// detailsMaps are emptied details maps, for the next record.
+var detailsMaps = sync.Pool{New: func() any { return make(map[string]any, auditDetailsSize) }}
+
+// fillAuditDetails sets, in the empty map details, a record's details as
+// the audit log keeps them. The log encodes them canonically (keys
+// sorted), so the order they are set in does not show. A requested record
+// has no usage, cost or timing yet.
+func fillAuditDetails(details map[string]any, rec Record, requested bool) {
 	id := rec.Identity
-	// Sized for the usual call: the six always set, eight of the optional
-	// strings, findings, decisions, subjects and attempts.
-	details := make(map[string]any, 18)
 	details["requestId"] = rec.RequestID
 	details["environment"] = rec.Environment
 	if !requested {
@@ -109,7 +122,6 @@ func auditDetails(rec Record, requested bool) map[string]any {
 		}
 		details["attempts"] = attempts
 	}
-	return details
 }
 
 // callOutcome maps a call's outcome to the audit log's: refused by policy

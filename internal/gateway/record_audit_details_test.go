@@ -116,3 +116,10 @@ func TestAuditDetailsAgreeWithReference(t *testing.T) {
 		}
 	}
 }
+
+// auditDetails are a record's details in a map of their own.
+func auditDetails(rec Record, requested bool) map[string]any {
+	details := map[string]any{}
+	fillAuditDetails(details, rec, requested)
+	return details
+}

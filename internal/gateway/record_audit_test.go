@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -138,6 +139,45 @@ func TestAuditRecorderRecordsSubjectsOfAnswersAndDeclaredItems(t *testing.T) {
 }
 
 // A call's subjects are deduplicated and bounded, whoever built its Record.
+// The details map is reused from record to record: nothing of one record
+// shows in the next.
+func TestAuditRecorderDetailsDoNotCarryOver(t *testing.T) {
+	t.Parallel()
+	log, st := audittest.New(t)
+	r := AuditRecorder{Log: log}
+	full := Record{RequestID: "req_full", Environment: "dev", Identity: keyIdentity(), Alias: "chat", Outcome: CodeUnavailable,
+		Error: "upstream down", Findings: map[string]int{"pii.email": 1}, Decisions: map[string]int{"tokenize": 1},
+		Subjects: []audit.SensitiveValue{audit.Sensitive("grace.hopper@example.com")}, Attempts: []Attempt{{Target: "openai/gpt-test"}}}
+	bare := Record{RequestID: "req_bare", Environment: "dev", Identity: keyIdentity(), Alias: "chat", Outcome: "ok"}
+	for _, rec := range []Record{full, bare} {
+		if err := r.Record(t.Context(), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := log.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := st.ListAudit(t.Context(), 0, 10)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(recs[1].Details, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{}
+	for k, v := range auditDetails(bare, false) {
+		// As JSON reads it back: numbers are floats, maps of any.
+		b, _ := json.Marshal(v)
+		var back any
+		_ = json.Unmarshal(b, &back)
+		want[k] = back
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the second record's details: %s, want %v", recs[1].Details, want)
+	}
+}
+
 func TestAuditRecorderBoundsSubjects(t *testing.T) {
 	t.Parallel()
 	log, st := audittest.New(t)
