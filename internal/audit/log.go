@@ -345,7 +345,7 @@ func (l *Log) Append(ctx context.Context, recs ...Record) ([]int64, error) {
 	}
 	started := time.Now()
 	now := l.opts.Now()
-	req := &request{recs: make([]stored, len(recs)), done: make(chan error, 1)}
+	req := &request{recs: make([]stored, len(recs))}
 	for i, r := range recs {
 		s, err := prepare(l.hmac, r, now)
 		if err != nil {
@@ -359,6 +359,8 @@ func (l *Log) Append(ctx context.Context, recs ...Record) ([]int64, error) {
 	if l.journal != nil {
 		return l.appendJournaled(ctx, req, started)
 	}
+	// Only the writer answers on done: a journaled append needs none.
+	req.done = make(chan error, 1)
 	if len(l.reqs) == 0 && l.mu.TryLock() {
 		// No commit is under way and none is queued: commit here instead of
 		// waking the writer and waiting to be woken in turn (two goroutine
