@@ -3,7 +3,6 @@ package openai
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"testing"
@@ -46,14 +45,8 @@ type streamOptions struct {
 // referenceBody is body as it was written with encoding/json, the oracle
 // of TestBodyMatchesEncoder and FuzzBody.
 func referenceBody(c *Connector, req connectors.Request, stream bool) ([]byte, error) {
-	if req.Model == "" {
-		return nil, rejected(errors.New("request names no model"))
-	}
-	if len(req.Messages) == 0 {
-		return nil, rejected(errors.New("request has no messages"))
-	}
-	if req.MaxTokens < 0 {
-		return nil, rejected(errors.New("max tokens must not be negative"))
+	if err := checkRequest(req); err != nil {
+		return nil, err
 	}
 	w := chatRequest{Model: req.Model, Temperature: req.Temperature, Stream: stream}
 	if stream {
@@ -74,15 +67,7 @@ func referenceBody(c *Connector, req connectors.Request, stream bool) ([]byte, e
 	} else {
 		w.MaxCompletionTokens = req.MaxTokens
 	}
-	schema := req.Schema
-	if schema == nil && len(req.Labels) > 0 {
-		schema = labelSchema(req.Labels)
-	}
-	if schema != nil {
-		name := req.SchemaName
-		if name == "" {
-			name = DefaultSchemaName
-		}
+	if name, schema := responseSchema(req); schema != nil {
 		w.ResponseFormat = &responseFormat{Type: "json_schema", JSONSchema: jsonSchema{Name: name, Strict: true, Schema: schema}}
 	}
 	var buf bytes.Buffer
@@ -90,7 +75,7 @@ func referenceBody(c *Connector, req connectors.Request, stream bool) ([]byte, e
 	// Tokens such as <EMAIL_1> stay readable to the model.
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(w); err != nil {
-		return nil, rejected(errors.New("the request cannot be encoded as JSON"))
+		return nil, rejected(errNotJSON)
 	}
 	return buf.Bytes(), nil
 }

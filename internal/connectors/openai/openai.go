@@ -222,19 +222,46 @@ type wireUsage struct {
 	CompletionTokens int `json:"completion_tokens"`
 }
 
+// errNotJSON rejects a request holding what JSON cannot carry.
+var errNotJSON = errors.New("the request cannot be encoded as JSON")
+
+// checkRequest refuses a request no upstream could take.
+func checkRequest(req connectors.Request) error {
+	switch {
+	case req.Model == "":
+		return rejected(errors.New("request names no model"))
+	case len(req.Messages) == 0:
+		return rejected(errors.New("request has no messages"))
+	case req.MaxTokens < 0:
+		return rejected(errors.New("max tokens must not be negative"))
+	}
+	return nil
+}
+
+// responseSchema is the schema the answer must follow, and its name: the
+// request's, or one allowing only its labels; nil for free text.
+func responseSchema(req connectors.Request) (string, map[string]any) {
+	schema := req.Schema
+	if schema == nil && len(req.Labels) > 0 {
+		schema = labelSchema(req.Labels)
+	}
+	if schema == nil {
+		return "", nil
+	}
+	name := req.SchemaName
+	if name == "" {
+		name = DefaultSchemaName
+	}
+	return name, schema
+}
+
 // body encodes a request as the upstream's JSON, byte for byte as
 // json.Encoder without HTML escaping encodes a chatRequest (tokens such as
 // <EMAIL_1> stay readable to the model), but written directly: the
 // reflective encoder took 4-5 µs for a 2 KB prompt (TestBodyMatchesEncoder).
 func (c *Connector) body(req connectors.Request, stream bool) ([]byte, error) {
-	if req.Model == "" {
-		return nil, rejected(errors.New("request names no model"))
-	}
-	if len(req.Messages) == 0 {
-		return nil, rejected(errors.New("request has no messages"))
-	}
-	if req.MaxTokens < 0 {
-		return nil, rejected(errors.New("max tokens must not be negative"))
+	if err := checkRequest(req); err != nil {
+		return nil, err
 	}
 	messages := connectors.FewShotMessages(req)
 	size := 256
@@ -263,7 +290,7 @@ func (c *Connector) body(req connectors.Request, stream bool) ([]byte, error) {
 	b = append(b, ']')
 	if t := req.Temperature; t != nil {
 		if math.IsNaN(*t) || math.IsInf(*t, 0) {
-			return nil, rejected(errors.New("the request cannot be encoded as JSON"))
+			return nil, rejected(errNotJSON)
 		}
 		b = append(b, `,"temperature":`...)
 		b = appendFloat(b, *t)
@@ -276,15 +303,7 @@ func (c *Connector) body(req connectors.Request, stream bool) ([]byte, error) {
 		}
 		b = strconv.AppendInt(b, int64(req.MaxTokens), 10)
 	}
-	schema := req.Schema
-	if schema == nil && len(req.Labels) > 0 {
-		schema = labelSchema(req.Labels)
-	}
-	if schema != nil {
-		name := req.SchemaName
-		if name == "" {
-			name = DefaultSchemaName
-		}
+	if name, schema := responseSchema(req); schema != nil {
 		b = append(b, `,"response_format":{"type":"json_schema","json_schema":{"name":`...)
 		b = jsontext.AppendString(b, name, false)
 		b = append(b, `,"strict":true,"schema":`...)
@@ -294,7 +313,7 @@ func (c *Connector) body(req connectors.Request, stream bool) ([]byte, error) {
 		enc := json.NewEncoder(buf)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(schema); err != nil {
-			return nil, rejected(errors.New("the request cannot be encoded as JSON"))
+			return nil, rejected(errNotJSON)
 		}
 		b = buf.Bytes()
 		b = append(b[:len(b)-1], "}}"...) // Encode ends with a newline
