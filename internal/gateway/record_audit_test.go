@@ -16,6 +16,7 @@ import (
 	"github.com/moatproject/moat/internal/audit/audittest"
 	"github.com/moatproject/moat/internal/connectors"
 	"github.com/moatproject/moat/internal/detect"
+	"github.com/moatproject/moat/internal/store"
 )
 
 // Every call, allowed or refused, leaves an audit record naming who, where
@@ -36,16 +37,7 @@ func TestAuditRecorderRecordsCallsWithoutPayloads(t *testing.T) {
 		Data: []DataItem{{Name: "ticket", Value: injectionText}}}
 	wantCode(t, func() error { _, err := g.Chat(context.Background(), refused); return err }(), CodeInjection)
 
-	if err := log.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := st.ListAudit(context.Background(), 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 3 {
-		t.Fatalf("%d audit records, want 3", len(recs))
-	}
+	recs := loggedRecords(t, log, st, 3)
 	for i, want := range []string{"requested", "ok", "denied"} {
 		r := recs[i]
 		if r.Action != "ai.call" || r.Outcome != want || r.Actor != "key:"+keyIdentity().ID || r.Resource != "model/chat" {
@@ -113,16 +105,7 @@ func TestAuditRecorderRecordsSubjectsOfAnswersAndDeclaredItems(t *testing.T) {
 		Data: []DataItem{{Name: "customer", Value: "  Jane   DOE ", Class: "pii.person"}}}
 	wantCode(t, func() error { _, err := g.Chat(context.Background(), req); return err }(), CodeCheckFailed)
 
-	if err := log.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := st.ListAudit(context.Background(), 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 2 {
-		t.Fatalf("%d audit records, want 2", len(recs))
-	}
+	recs := loggedRecords(t, log, st, 2)
 	sent, done := subjectsOf(t, recs[0].Details), subjectsOf(t, recs[1].Details)
 	item, answer := log.HMAC("jane doe"), log.HMAC(strings.ToLower(leaked))
 	if !slices.Contains(sent, item) || slices.Contains(sent, answer) {
@@ -154,13 +137,7 @@ func TestAuditRecorderDetailsDoNotCarryOver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := log.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := st.ListAudit(t.Context(), 0, 10)
-	if err != nil || len(recs) != 2 {
-		t.Fatalf("%d records, %v", len(recs), err)
-	}
+	recs := loggedRecords(t, log, st, 2)
 	var got map[string]any
 	if err := json.Unmarshal(recs[1].Details, &got); err != nil {
 		t.Fatal(err)
@@ -178,6 +155,23 @@ func TestAuditRecorderDetailsDoNotCarryOver(t *testing.T) {
 	}
 }
 
+// loggedRecords waits for the log's records to reach the database and
+// returns them, failing unless there are want of them.
+func loggedRecords(t *testing.T, log *audit.Log, st store.AuditQueries, want int) []store.AuditRecord {
+	t.Helper()
+	if err := log.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := st.ListAudit(t.Context(), 0, want+10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != want {
+		t.Fatalf("%d audit records, want %d", len(recs), want)
+	}
+	return recs
+}
+
 func TestAuditRecorderBoundsSubjects(t *testing.T) {
 	t.Parallel()
 	log, st := audittest.New(t)
@@ -189,13 +183,7 @@ func TestAuditRecorderBoundsSubjects(t *testing.T) {
 	if err := (AuditRecorder{Log: log}).Record(context.Background(), rec); err != nil {
 		t.Fatal(err)
 	}
-	if err := log.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := st.ListAudit(context.Background(), 0, 10)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("%d records, %v", len(recs), err)
-	}
+	recs := loggedRecords(t, log, st, 1)
 	got := subjectsOf(t, recs[0].Details)
 	if len(got) != maxRecordSubjects || got[0] != log.HMAC("person0@example.com") || got[1] != log.HMAC("person1@example.com") {
 		t.Errorf("%d subjects, starting %q", len(got), got[:min(2, len(got))])
