@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/sqlite"
 )
 
@@ -63,14 +64,7 @@ func TestJournalSurvivesKill(t *testing.T) {
 		t.Fatalf("the appender acknowledged %d records before it stopped", len(acked))
 	}
 
-	keys, err := LoadKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := sqlite.Open(t.Context(), filepath.Join(dir, "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys, s := openAppenderDir(t, dir)
 	defer s.Close()
 	dbHeld, _ := s.AuditSize(t.Context())
 	first, end, err := JournalRange(filepath.Join(dir, JournalFile))
@@ -95,14 +89,7 @@ func TestJournalSurvivesKill(t *testing.T) {
 // test that started it be gone, it stops by itself after a minute.
 func appendUntilKilled(t *testing.T, dir string) {
 	time.AfterFunc(time.Minute, func() { os.Exit(2) })
-	keys, err := LoadOrCreateKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys, s := openAppenderDir(t, dir)
 	l, err := Open(context.Background(), s, keys.Signer, keys.HMAC, Options{Journal: filepath.Join(dir, JournalFile)})
 	if err != nil {
 		t.Fatal(err)
@@ -127,4 +114,18 @@ func appendUntilKilled(t *testing.T, dir string) {
 			w.Flush()
 		}
 	}
+}
+
+// openAppenderDir opens the appender's keys, made on first use, and its
+// database.
+func openAppenderDir(t *testing.T, dir string) (Keys, store.Store) {
+	keys, err := LoadOrCreateKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys, s
 }
