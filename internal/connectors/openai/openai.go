@@ -87,6 +87,7 @@ func New(cfg Config) (*Connector, error) {
 	opts := []option.RequestOption{
 		option.WithHTTPClient(hc),
 		option.WithMaxRetries(0),
+		option.WithMiddleware(sendInOneWrite),
 	}
 	if cfg.AzureAPIVersion != "" {
 		azureOpts, err := azureOptions(cfg)
@@ -110,6 +111,22 @@ func New(cfg Config) (*Connector, error) {
 		timeout:   timeout,
 		legacyMax: cfg.LegacyMaxTokens,
 	}, nil
+}
+
+// sendInOneWrite hands the transport the request's body as the in-memory
+// reader it is. The SDK wraps each attempt's body in a closer of its own,
+// which net/http cannot tell from a stream: it then writes the headers and
+// the body in two writes, so the upstream wakes twice for one request (on
+// the loopback of the benchmark's machine, about 20 µs more a call).
+func sendInOneWrite(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		req.Body = body
+	}
+	return next(req)
 }
 
 // azureOptions are the SDK options of an Azure OpenAI endpoint.

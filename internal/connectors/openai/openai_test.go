@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -383,5 +385,42 @@ func TestIgnoresEnvironment(t *testing.T) {
 	}
 	if f.auth[0] != "Bearer "+testKey || org != "" || leak != "" {
 		t.Errorf("auth %q, organization %q, custom header %q", f.auth[0], org, leak)
+	}
+}
+
+// writeCounter counts the writes on the connections it dialled.
+type writeCounter struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c writeCounter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestChatSendsRequestInOneWrite: headers and body leave together, so the
+// upstream reads the request at once rather than waking for each part.
+func TestChatSendsRequestInOneWrite(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(jsonAnswer(http.StatusOK, completion("fine")))
+	t.Cleanup(srv.Close)
+	var writes atomic.Int64
+	transport := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		return writeCounter{conn, &writes}, err
+	}}
+	t.Cleanup(transport.CloseIdleConnections)
+	c, err := New(Config{BaseURL: srv.URL + "/v1", APIKey: testKey, HTTPClient: &http.Client{Transport: transport}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := c.Chat(context.Background(), request()); err != nil {
+			t.Fatal(err)
+		}
+		if got := writes.Load(); got != int64(i+1) {
+			t.Fatalf("after %d requests the connector wrote %d times, want one write a request", i+1, got)
+		}
 	}
 }
