@@ -29,6 +29,7 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the server: API, webhooks, schedules and the durable engine",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			config.TuneGC()
 			log := newLogger(c, cmd.ErrOrStderr())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
