@@ -46,6 +46,7 @@ type detailsEncoder struct {
 	// checking that a map has the same keys costs less than sorting them.
 	sortedKeys [32][]string
 	scratch    []byte
+	writer     DetailsWriter // for a DetailsSource
 }
 
 var detailsEncoders = sync.Pool{New: func() any { return &detailsEncoder{buf: make([]byte, 0, 1024)} }}

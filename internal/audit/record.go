@@ -76,6 +76,9 @@ type Record struct {
 	Resource string    `json:"resource"`
 	Outcome  Outcome   `json:"outcome"`
 	Details  map[string]any
+	// DetailsFrom, when set instead of Details, writes the details itself
+	// (see DetailsWriter).
+	DetailsFrom DetailsSource `json:"-"`
 }
 
 // SensitiveValue is a value that the log stores only as an HMAC. It
@@ -272,7 +275,19 @@ func prepare(key []byte, r Record, now time.Time) (stored, error) {
 	default:
 		return stored{}, fmt.Errorf("%w: outcome %q is not ok, denied, failed or requested", ErrInvalid, r.Outcome)
 	}
-	details, err := canonicalDetails(key, r.Details)
+	var details []byte
+	var err error
+	switch {
+	case r.DetailsFrom != nil && r.Details != nil:
+		return stored{}, fmt.Errorf("%w: details of %s are given both as a map and as a writer", ErrInvalid, r.Action)
+	case r.DetailsFrom != nil:
+		if details, err = writeDetails(key, r.DetailsFrom); err != nil {
+			// Its errors name keys, never values.
+			return stored{}, fmt.Errorf("%w: details of %s: %w", ErrInvalid, r.Action, err)
+		}
+	default:
+		details, err = canonicalDetails(key, r.Details)
+	}
 	if err != nil {
 		// The error may quote a value: name only what went wrong.
 		var syn *json.SyntaxError

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/moatproject/moat/internal/audit"
 )
@@ -34,94 +33,127 @@ func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Out
 	if rec.Alias == "" {
 		resource = "connector/" + rec.Connector
 	}
-	details := detailsMaps.Get().(map[string]any)
-	fillAuditDetails(details, rec, outcome == audit.Requested)
 	_, err := r.Log.Append(ctx, audit.Record{
-		Actor:    id.Kind + ":" + id.ID,
-		Action:   "ai.call",
-		Resource: resource,
-		Outcome:  outcome,
-		Details:  details,
+		Actor:       id.Kind + ":" + id.ID,
+		Action:      "ai.call",
+		Resource:    resource,
+		Outcome:     outcome,
+		DetailsFrom: &auditDetails{rec: &rec, requested: outcome == audit.Requested},
 	})
-	// The log keeps the details' encoding, not the map: it is emptied and
-	// used again.
-	clear(details)
-	detailsMaps.Put(details)
 	if err != nil {
 		return fmt.Errorf("gateway: audit record of AI call %s: %w", rec.RequestID, err)
 	}
 	return nil
 }
 
-// auditDetailsSize is the usual call's number of details: the six always
-// set, eight of the optional strings, findings, decisions, subjects and
-// attempts.
-const auditDetailsSize = 18
+// auditDetails writes a record's details as the audit log keeps them,
+// without building a map for each record: its keys in sorted order. A
+// requested record has no usage, cost or timing yet. (The map it stands
+// for is auditDetailsReference, in the tests.)
+type auditDetails struct {
+	rec       *Record
+	requested bool
+}
 
-// detailsMaps are emptied details maps, for the next record.
-var detailsMaps = sync.Pool{New: func() any { return make(map[string]any, auditDetailsSize) }}
-
-// fillAuditDetails sets, in the empty map details, a record's details as
-// the audit log keeps them. The log encodes them canonically (keys
-// sorted), so the order they are set in does not show. A requested record
-// has no usage, cost or timing yet.
-func fillAuditDetails(details map[string]any, rec Record, requested bool) {
-	id := rec.Identity
-	details["requestId"] = rec.RequestID
-	details["environment"] = rec.Environment
-	if !requested {
-		details["usage"] = map[string]int{"promptTokens": rec.Usage.PromptTokens, "completionTokens": rec.Usage.CompletionTokens}
-		details["costMicros"] = rec.CostMicros
-		details["latencyUs"] = rec.Latency.Microseconds()
-		details["overheadUs"] = rec.Overhead.Microseconds()
-	}
-	for _, f := range [...]struct{ key, value string }{
-		{"alias", rec.Alias}, {"connector", rec.Connector}, {"vendor", rec.Vendor}, {"model", rec.Model},
-		{"project", id.Project}, {"workflow", id.Workflow}, {"run", id.Run}, {"step", id.Step}, {"keyName", id.Name},
-		{"inputSha256", rec.InputDigest}, {"outputSha256", rec.OutputDigest}, {"error", rec.Error},
-	} {
-		if f.value != "" {
-			details[f.key] = f.value
+func (d *auditDetails) WriteDetails(w *audit.DetailsWriter) {
+	rec, id := d.rec, &d.rec.Identity
+	field := func(key, value string) {
+		if value != "" {
+			w.Key(key)
+			w.String(value)
 		}
 	}
-	if len(rec.Findings) > 0 {
-		details["findings"] = rec.Findings
-	}
-	if len(rec.Decisions) > 0 {
-		details["decisions"] = rec.Decisions
-	}
-	if len(rec.Subjects) > 0 {
-		// Stored as their HMACs only: `moat audit hmac` gives a person's.
-		subjects := make([]any, 0, min(len(rec.Subjects), maxRecordSubjects))
-		for _, s := range rec.Subjects {
-			if len(subjects) == maxRecordSubjects {
-				break
-			}
-			// A record holds at most maxRecordSubjects subjects, each once
-			// (addSubject sees to both): a search of the few kept so far
-			// costs less than a set.
-			if !slices.Contains(subjects, any(s)) {
-				subjects = append(subjects, s)
-			}
+	w.Object()
+	field("alias", rec.Alias)
+	if len(rec.Attempts) > 0 {
+		w.Key("attempts")
+		w.Array()
+		for _, at := range rec.Attempts {
+			w.Object()
+			w.Key("durationUs")
+			w.Int(at.Duration.Microseconds())
+			field("error", string(at.Err))
+			w.Key("target")
+			w.String(at.Target)
+			w.End()
 		}
-		details["subjects"] = subjects
+		w.End()
 	}
 	if len(rec.Checks) > 0 {
-		details["checks"] = rec.Checks
+		w.Key("checks")
+		w.Array()
+		for _, c := range rec.Checks {
+			w.String(c)
+		}
+		w.End()
+	}
+	field("connector", rec.Connector)
+	if !d.requested {
+		w.Key("costMicros")
+		w.Int(rec.CostMicros)
+	}
+	if len(rec.Decisions) > 0 {
+		w.Key("decisions")
+		w.IntMap(rec.Decisions)
+	}
+	w.Key("environment")
+	w.String(rec.Environment)
+	field("error", rec.Error)
+	if len(rec.Findings) > 0 {
+		w.Key("findings")
+		w.IntMap(rec.Findings)
 	}
 	if rec.Injection != nil {
-		details["injectionScore"] = rec.Injection.Score
+		w.Key("injectionScore")
+		w.Float(rec.Injection.Score)
 	}
-	if len(rec.Attempts) > 0 {
-		attempts := make([]map[string]any, len(rec.Attempts))
-		for i, at := range rec.Attempts {
-			attempts[i] = map[string]any{"target": at.Target, "durationUs": at.Duration.Microseconds()}
-			if at.Err != "" {
-				attempts[i]["error"] = string(at.Err)
+	field("inputSha256", rec.InputDigest)
+	field("keyName", id.Name)
+	if !d.requested {
+		w.Key("latencyUs")
+		w.Int(rec.Latency.Microseconds())
+	}
+	field("model", rec.Model)
+	field("outputSha256", rec.OutputDigest)
+	if !d.requested {
+		w.Key("overheadUs")
+		w.Int(rec.Overhead.Microseconds())
+	}
+	field("project", id.Project)
+	w.Key("requestId")
+	w.String(rec.RequestID)
+	field("run", id.Run)
+	field("step", id.Step)
+	if len(rec.Subjects) > 0 {
+		// Stored as their HMACs only: `moat audit hmac` gives a person's.
+		// Each once, the first maxRecordSubjects of them (addSubject sees
+		// to both; a search of the few before costs less than a set).
+		w.Key("subjects")
+		w.Array()
+		kept := 0
+		for i, s := range rec.Subjects {
+			if kept == maxRecordSubjects {
+				break
+			}
+			if !slices.Contains(rec.Subjects[:i], s) {
+				w.Sensitive(s)
+				kept++
 			}
 		}
-		details["attempts"] = attempts
+		w.End()
 	}
+	if !d.requested {
+		w.Key("usage")
+		w.Object()
+		w.Key("completionTokens")
+		w.Int(int64(rec.Usage.CompletionTokens))
+		w.Key("promptTokens")
+		w.Int(int64(rec.Usage.PromptTokens))
+		w.End()
+	}
+	field("vendor", rec.Vendor)
+	field("workflow", id.Workflow)
+	w.End()
 }
 
 // callOutcome maps a call's outcome to the audit log's: refused by policy

@@ -2,18 +2,17 @@ package gateway
 
 import (
 	"fmt"
-	"reflect"
 	"testing"
 	"time"
 
 	"github.com/moatproject/moat/internal/audit"
+	"github.com/moatproject/moat/internal/audit/audittest"
 	"github.com/moatproject/moat/internal/connectors"
 	"github.com/moatproject/moat/internal/detect"
 )
 
-// auditDetailsReference is how AuditRecorder built a record's details
-// before auditDetails: auditDetails must build the same map, so that the
-// log's canonical encoding of it is byte for byte the same.
+// auditDetailsReference is the map of a record's details that auditDetails
+// writes without building it: the log must keep the same bytes either way.
 func auditDetailsReference(rec Record) map[string]any {
 	id := rec.Identity
 	details := map[string]any{
@@ -102,24 +101,28 @@ func TestAuditDetailsAgreeWithReference(t *testing.T) {
 		r.Subjects = subjects
 		records = append(records, r)
 	}
+	log, st := audittest.New(t)
 	for i, r := range records {
-		want := auditDetailsReference(r)
-		if got := auditDetails(r, false); !reflect.DeepEqual(got, want) {
-			t.Errorf("record %d: details %v, want %v", i, got, want)
-		}
-		// A requested record leaves out what is zero before the call.
-		for _, k := range []string{"usage", "costMicros", "latencyUs", "overheadUs"} {
-			delete(want, k)
-		}
-		if got := auditDetails(r, true); !reflect.DeepEqual(got, want) {
-			t.Errorf("record %d requested: details %v, want %v", i, got, want)
+		for _, requested := range []bool{false, true} {
+			want := auditDetailsReference(r)
+			if requested {
+				// A requested record leaves out what is zero before the call.
+				for _, k := range []string{"usage", "costMicros", "latencyUs", "overheadUs"} {
+					delete(want, k)
+				}
+			}
+			if _, err := log.Append(t.Context(),
+				audit.Record{Actor: "key:k", Action: "ai.call", Outcome: audit.OK, Details: want},
+				audit.Record{Actor: "key:k", Action: "ai.call", Outcome: audit.OK, DetailsFrom: &auditDetails{rec: &r, requested: requested}},
+			); err != nil {
+				t.Fatalf("record %d, requested %v: %v", i, requested, err)
+			}
 		}
 	}
-}
-
-// auditDetails are a record's details in a map of their own.
-func auditDetails(rec Record, requested bool) map[string]any {
-	details := map[string]any{}
-	fillAuditDetails(details, rec, requested)
-	return details
+	recs := loggedRecords(t, log, st, 4*len(records))
+	for i := 0; i < len(recs); i += 2 {
+		if string(recs[i+1].Details) != string(recs[i].Details) {
+			t.Errorf("record %d, requested %v: written\n%s\nwant\n%s", i/4, i%4 == 2, recs[i+1].Details, recs[i].Details)
+		}
+	}
 }
