@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/audit/audittest"
+	"github.com/moatproject/moat/internal/config"
 	"github.com/moatproject/moat/internal/gateway"
 )
 
@@ -67,6 +68,8 @@ func (discardRecorder) Record(context.Context, gateway.Record) error { return ni
 // alike. Everything runs in this process: a load process of its own, tried,
 // put two Go schedulers on the two cores and made every path slower.
 func BenchmarkGatewayOverhead(b *testing.B) {
+	// The garbage collector's target as `moat serve` sets it.
+	b.Cleanup(config.TuneGC())
 	lean := httptest.NewServer(http.HandlerFunc(benchUpstream))
 	b.Cleanup(lean.Close)
 	upstreamURL := lean.URL
@@ -108,6 +111,15 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		{name: "proxy", client: client, url: bare.URL + path, body: body},
 		{name: "moat", client: client, url: s.URL + path, token: e2eToken, body: body},
 		{name: "audited", client: client, url: audited.URL + path, token: e2eToken, body: body},
+	}
+	// MOAT_BENCH_ONLY=<path> offers all the load to that one path, to
+	// profile it alone; its figures then show under every path's name.
+	if only := os.Getenv("MOAT_BENCH_ONLY"); only != "" {
+		i := slices.IndexFunc(loads, func(l *load) bool { return l.name == only })
+		if i < 0 {
+			b.Fatalf("MOAT_BENCH_ONLY=%q names no path: direct, proxy, moat or audited", only)
+		}
+		loads = []*load{loads[i], loads[i], loads[i], loads[i]}
 	}
 	// Every path answers with the prompt, its personal data in clear (Moat
 	// restores what it tokenised).
