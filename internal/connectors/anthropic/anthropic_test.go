@@ -10,10 +10,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moatproject/moat/internal/connectors"
+	"github.com/moatproject/moat/internal/connectors/connectorstest"
 )
 
 const (
@@ -301,5 +303,28 @@ func TestIgnoresEnvironment(t *testing.T) {
 	}
 	if key, _ := f.last(t); !strings.HasPrefix(key, testKey+"|") || authz != "" {
 		t.Errorf("x-api-key %q, Authorization %q", key, authz)
+	}
+}
+
+// TestChatSendsRequestInOneWrite: headers and body leave together, so the
+// upstream reads the request at once rather than waking for each part.
+func TestChatSendsRequestInOneWrite(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(jsonAnswer(http.StatusOK, message("fine")))
+	t.Cleanup(srv.Close)
+	var writes atomic.Int64
+	transport := connectorstest.WriteCountingTransport(&writes)
+	t.Cleanup(transport.CloseIdleConnections)
+	c, err := New(Config{BaseURL: srv.URL, APIKey: testKey, HTTPClient: &http.Client{Transport: transport}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := c.Chat(context.Background(), request()); err != nil {
+			t.Fatal(err)
+		}
+		if got := writes.Load(); got != int64(i+1) {
+			t.Fatalf("after %d requests the connector wrote %d times, want one write a request", i+1, got)
+		}
 	}
 }

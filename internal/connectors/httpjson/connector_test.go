@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moatproject/moat/internal/connectors"
+	"github.com/moatproject/moat/internal/connectors/connectorstest"
 )
 
 const canary = "sk-SECRET-HEADER-VALUE-123"
@@ -344,4 +346,30 @@ func FuzzTemplate(f *testing.F) {
 			t.Fatalf("template %q with prompt %q rendered invalid JSON %q", tmpl, prompt, out)
 		}
 	})
+}
+
+// TestChatSendsRequestInOneWrite: headers and body leave together, so the
+// upstream reads the request at once rather than waking for each part.
+func TestChatSendsRequestInOneWrite(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte(`{"v": "fine"}`))
+	}))
+	defer srv.Close()
+	var writes atomic.Int64
+	transport := connectorstest.WriteCountingTransport(&writes)
+	defer transport.CloseIdleConnections()
+	c, err := New(Config{URL: srv.URL, Response: "v", HTTPClient: &http.Client{Transport: transport}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := c.Chat(context.Background(), request); err != nil {
+			t.Fatal(err)
+		}
+		if got := writes.Load(); got != int64(i+1) {
+			t.Fatalf("after %d requests the connector wrote %d times, want one write a request", i+1, got)
+		}
+	}
 }

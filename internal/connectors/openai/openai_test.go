@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/connectors"
+	"github.com/moatproject/moat/internal/connectors/connectorstest"
 )
 
 const (
@@ -388,17 +388,6 @@ func TestIgnoresEnvironment(t *testing.T) {
 	}
 }
 
-// writeCounter counts the writes on the connections it dialled.
-type writeCounter struct {
-	net.Conn
-	writes *atomic.Int64
-}
-
-func (c writeCounter) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(p)
-}
-
 // TestChatSendsRequestInOneWrite: headers and body leave together, so the
 // upstream reads the request at once rather than waking for each part.
 func TestChatSendsRequestInOneWrite(t *testing.T) {
@@ -406,10 +395,7 @@ func TestChatSendsRequestInOneWrite(t *testing.T) {
 	srv := httptest.NewServer(jsonAnswer(http.StatusOK, completion("fine")))
 	t.Cleanup(srv.Close)
 	var writes atomic.Int64
-	transport := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		return writeCounter{conn, &writes}, err
-	}}
+	transport := connectorstest.WriteCountingTransport(&writes)
 	t.Cleanup(transport.CloseIdleConnections)
 	c, err := New(Config{BaseURL: srv.URL + "/v1", APIKey: testKey, HTTPClient: &http.Client{Transport: transport}, Timeout: 5 * time.Second})
 	if err != nil {
