@@ -103,7 +103,7 @@ func TestDetailsWriterMatchesMap(t *testing.T) {
 		{"a": "x"},
 		{"requestId": "req_1", "environment": "dev", "usage": map[string]any{"promptTokens": 40, "completionTokens": int64(10)}},
 		{"html": "<script>&</script>", "control": "a\x00b\nc\u2028d", "invalid": "a\xffb", "unicode": "Grüße 🙂"},
-		{"ints": []any{0, -1, math.MaxInt64, int64(math.MinInt64)}, "floats": []any{0.5, -0.0, 1e21, 1e-7, 123456789.125, 0.02}},
+		{"ints": []any{0, -1, math.MaxInt64, int64(math.MinInt64)}, "floats": []any{0.5, math.Copysign(0, -1), 1e21, 1e-7, 123456789.125, 0.02}},
 		{"subjects": []any{Sensitive("ana@example.com"), Sensitive("")}, "findings": map[string]int{"pii.email": 1, "pii.card": 2}},
 		{"nested": map[string]any{"b": []any{map[string]any{"y": 1, "x": "2"}, []any{}}, "a": map[string]any{}}},
 		{"counts": map[string]int{}, "list": []any{}},
@@ -133,11 +133,32 @@ func TestDetailsWriterRefusesWhatIsNotCanonical(t *testing.T) {
 		write func(w *DetailsWriter)
 		want  string
 	}{
-		{"keys out of order", func(w *DetailsWriter) { w.Object(); w.Key("b"); w.Int(1); w.Key("a"); w.Int(2); w.End() }, `key "a" comes after "b"`},
-		{"a key twice", func(w *DetailsWriter) { w.Object(); w.Key("a"); w.Int(1); w.Key("a"); w.Int(2); w.End() }, `key "a" comes after "a"`},
+		{"keys out of order", func(w *DetailsWriter) {
+			w.Object()
+			w.Key("b")
+			w.Int(1)
+			w.Key("a")
+			w.Int(2)
+			w.End()
+		}, `key "a" comes after "b"`},
+		{"a key twice", func(w *DetailsWriter) {
+			w.Object()
+			w.Key("a")
+			w.Int(1)
+			w.Key("a")
+			w.Int(2)
+			w.End()
+		}, `key "a" comes after "a"`},
 		{"a value without a key", func(w *DetailsWriter) { w.Object(); w.String("x"); w.End() }, "has no key"},
 		{"a key without a value", func(w *DetailsWriter) { w.Object(); w.Key("a"); w.End() }, `key "a" has no value`},
-		{"a key in an array", func(w *DetailsWriter) { w.Object(); w.Key("a"); w.Array(); w.Key("b"); w.End(); w.End() }, "not where an object's key can be"},
+		{"a key in an array", func(w *DetailsWriter) {
+			w.Object()
+			w.Key("a")
+			w.Array()
+			w.Key("b")
+			w.End()
+			w.End()
+		}, "not where an object's key can be"},
 		{"two keys in a row", func(w *DetailsWriter) { w.Object(); w.Key("a"); w.Key("b"); w.Int(1); w.End() }, "not where an object's key can be"},
 		{"a key that is not UTF-8", func(w *DetailsWriter) { w.Object(); w.Key("a\xff"); w.Int(1); w.End() }, "not UTF-8"},
 		{"an object left open", func(w *DetailsWriter) { w.Object(); w.Key("a"); w.Object() }, "end inside"},
@@ -181,7 +202,14 @@ func TestAppendWithDetailsWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range []Record{
-		{Actor: "key:t", Action: "ai.call", Outcome: OK, DetailsFrom: detailsFunc(func(w *DetailsWriter) { w.Object(); w.Key("b"); w.Int(1); w.Key("a"); w.Int(1); w.End() })},
+		{Actor: "key:t", Action: "ai.call", Outcome: OK, DetailsFrom: detailsFunc(func(w *DetailsWriter) {
+			w.Object()
+			w.Key("b")
+			w.Int(1)
+			w.Key("a")
+			w.Int(1)
+			w.End()
+		})},
 		{Actor: "key:t", Action: "ai.call", Outcome: OK, DetailsFrom: good, Details: map[string]any{"a": 1}},
 	} {
 		if _, err := l.Append(ctx, r); !errors.Is(err, ErrInvalid) {
