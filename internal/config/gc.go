@@ -12,8 +12,8 @@ import (
 // those collections, which take a share of the two cores for several
 // milliseconds, made the tail of the gateway's latency (BENCHMARKS.md:
 // p99 2.8–4.4 ms at 100, 1.1–1.4 ms at 400). At 400 the heap grows to
-// five times what is live before a collection: about 50 MB more at that
-// load. Where memory is tight, set GOMEMLIMIT (or GOGC) as well.
+// five times what is live before a collection, tens of megabytes more at
+// Moat's size. Where memory is tight, set GOMEMLIMIT (or GOGC) as well.
 const GCPercent = 400
 
 // TuneGC sets the collector's target to GCPercent unless GOGC is set, and
