@@ -21,7 +21,8 @@ type DetailsSource interface {
 // object; the writer checks all of that and fails the append otherwise,
 // so that what it writes is byte for byte what the map would give.
 // Strings, numbers and sensitive values are written as the map encoder
-// writes them.
+// writes them. The log hands one to DetailsSource.WriteDetails; it has no
+// other use.
 type DetailsWriter struct {
 	e      *detailsEncoder
 	b      []byte
