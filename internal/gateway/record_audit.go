@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/moatproject/moat/internal/audit"
 )
@@ -33,13 +34,19 @@ func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Out
 	if rec.Alias == "" {
 		resource = "connector/" + rec.Connector
 	}
+	// The log is done with the details when Append returns: they go back
+	// to the pool, emptied, rather than a copy of rec escaping per record.
+	details := auditDetailsPool.Get().(*auditDetails)
+	details.rec, details.requested = rec, outcome == audit.Requested
 	_, err := r.Log.Append(ctx, audit.Record{
 		Actor:       id.Kind + ":" + id.ID,
 		Action:      "ai.call",
 		Resource:    resource,
 		Outcome:     outcome,
-		DetailsFrom: &auditDetails{rec: &rec, requested: outcome == audit.Requested},
+		DetailsFrom: details,
 	})
+	*details = auditDetails{}
+	auditDetailsPool.Put(details)
 	if err != nil {
 		return fmt.Errorf("gateway: audit record of AI call %s: %w", rec.RequestID, err)
 	}
@@ -51,12 +58,14 @@ func (r AuditRecorder) append(ctx context.Context, rec Record, outcome audit.Out
 // requested record has no usage, cost or timing yet. (The map it stands
 // for is auditDetailsReference, in the tests.)
 type auditDetails struct {
-	rec       *Record
+	rec       Record
 	requested bool
 }
 
+var auditDetailsPool = sync.Pool{New: func() any { return new(auditDetails) }}
+
 func (d *auditDetails) WriteDetails(w *audit.DetailsWriter) {
-	rec, id := d.rec, &d.rec.Identity
+	rec, id := &d.rec, &d.rec.Identity
 	field := func(key, value string) {
 		if value != "" {
 			w.Key(key)

@@ -113,7 +113,7 @@ func TestAuditDetailsAgreeWithReference(t *testing.T) {
 			}
 			if _, err := log.Append(t.Context(),
 				audit.Record{Actor: "key:k", Action: "ai.call", Outcome: audit.OK, Details: want},
-				audit.Record{Actor: "key:k", Action: "ai.call", Outcome: audit.OK, DetailsFrom: &auditDetails{rec: &r, requested: requested}},
+				audit.Record{Actor: "key:k", Action: "ai.call", Outcome: audit.OK, DetailsFrom: &auditDetails{rec: r, requested: requested}},
 			); err != nil {
 				t.Fatalf("record %d, requested %v: %v", i, requested, err)
 			}
