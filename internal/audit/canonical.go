@@ -53,17 +53,23 @@ var detailsEncoders = sync.Pool{New: func() any { return &detailsEncoder{buf: ma
 
 // encodeDetails returns the canonical JSON of a non-nil details map.
 func encodeDetails(key []byte, details map[string]any) ([]byte, error) {
+	return withEncoder(key, func(e *detailsEncoder, b []byte) ([]byte, error) {
+		return e.object(b, details, 0, false)
+	})
+}
+
+// withEncoder lends encode a pooled encoder keyed with key, and an empty
+// buffer to append to, and returns a copy of what it wrote.
+func withEncoder(key []byte, encode func(e *detailsEncoder, b []byte) ([]byte, error)) ([]byte, error) {
 	e := detailsEncoders.Get().(*detailsEncoder)
-	defer func() {
-		e.key = nil
-		if cap(e.buf) <= maxDetailsLen && cap(e.keys) <= 4096 {
-			detailsEncoders.Put(e)
-		}
-	}()
 	e.key = key
-	b, err := e.object(e.buf[:0], details, 0, false)
+	b, err := encode(e, e.buf[:0])
 	if b != nil {
 		e.buf = b[:0]
+	}
+	e.key = nil
+	if cap(e.buf) <= maxDetailsLen && cap(e.keys) <= 4096 {
+		detailsEncoders.Put(e)
 	}
 	if err != nil {
 		return nil, err
@@ -171,7 +177,7 @@ func (e *detailsEncoder) value(b []byte, v any, depth int, opaque bool) ([]byte,
 	case map[string]string:
 		return appendStringMap(e, b, x, appendJSONString)
 	case map[string]int:
-		return appendStringMap(e, b, x, func(b []byte, n int) []byte { return strconv.AppendInt(b, int64(n), 10) })
+		return appendIntMap(e, b, x)
 	case []string:
 		if x == nil {
 			return append(b, "null"...), nil
@@ -260,6 +266,11 @@ func appendStringMap[V any](e *detailsEncoder, b []byte, m map[string]V, appendV
 		b = appendValue(b, m[k])
 	}
 	return append(b, '}'), nil
+}
+
+// appendIntMap writes a map of counts with its keys sorted.
+func appendIntMap(e *detailsEncoder, b []byte, m map[string]int) ([]byte, error) {
+	return appendStringMap(e, b, m, func(b []byte, n int) []byte { return strconv.AppendInt(b, int64(n), 10) })
 }
 
 // pushKeys pushes m's keys, sorted, on e's key stack and returns where

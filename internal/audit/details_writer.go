@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -149,22 +148,12 @@ func (w *DetailsWriter) IntMap(m map[string]int) {
 	if !w.value() {
 		return
 	}
-	mark, err := pushKeys(w.e, m)
-	defer w.e.popKeys(mark)
+	b, err := appendIntMap(w.e, w.b, m)
 	if err != nil {
 		w.fail(errors.New("a details key is not UTF-8"))
 		return
 	}
-	w.b = append(w.b, '{')
-	for i, k := range w.e.keys[mark:] {
-		if i > 0 {
-			w.b = append(w.b, ',')
-		}
-		w.b = appendJSONString(w.b, k)
-		w.b = append(w.b, ':')
-		w.b = strconv.AppendInt(w.b, int64(m[k]), 10)
-	}
-	w.b = append(w.b, '}')
+	w.b = b
 }
 
 // value reports whether a value may be written here, and writes the comma
@@ -204,26 +193,19 @@ func (w *DetailsWriter) fail(err error) {
 
 // writeDetails returns the details src writes.
 func writeDetails(key []byte, src DetailsSource) ([]byte, error) {
-	e := detailsEncoders.Get().(*detailsEncoder)
-	w := &e.writer
-	*w = DetailsWriter{e: e, b: e.buf[:0]}
-	defer func() {
-		e.buf = w.b[:0]
-		*w = DetailsWriter{}
-		e.key = nil
-		if cap(e.buf) <= maxDetailsLen && cap(e.keys) <= 4096 {
-			detailsEncoders.Put(e)
+	return withEncoder(key, func(e *detailsEncoder, b []byte) ([]byte, error) {
+		w := &e.writer
+		*w = DetailsWriter{e: e, b: b}
+		src.WriteDetails(w)
+		b, err := w.b, w.err
+		switch {
+		case err != nil:
+		case w.depth > 0:
+			err = errors.New("details end inside an object or array")
+		case len(b) == 0 || b[0] != '{':
+			err = errors.New("details are not an object")
 		}
-	}()
-	e.key = key
-	src.WriteDetails(w)
-	switch {
-	case w.err != nil:
-		return nil, w.err
-	case w.depth > 0:
-		return nil, errors.New("details end inside an object or array")
-	case len(w.b) == 0 || w.b[0] != '{':
-		return nil, errors.New("details are not an object")
-	}
-	return bytes.Clone(w.b), nil
+		*w = DetailsWriter{}
+		return b, err
+	})
 }
