@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,15 +309,14 @@ func TestChatSendsRequestInOneWrite(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(jsonAnswer(http.StatusOK, message("fine")))
 	t.Cleanup(srv.Close)
-	var writes atomic.Int64
-	transport := connectorstest.WriteCountingTransport(&writes)
-	t.Cleanup(transport.CloseIdleConnections)
-	c, err := New(Config{BaseURL: srv.URL, APIKey: testKey, HTTPClient: &http.Client{Transport: transport}, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	connectorstest.CheckOneWriteEach(t, &writes, func() error {
-		_, err := c.Chat(context.Background(), request())
-		return err
+	connectorstest.CheckOneWriteEach(t, func(hc *http.Client) func() error {
+		c, err := New(Config{BaseURL: srv.URL, APIKey: testKey, HTTPClient: hc, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func() error {
+			_, err := c.Chat(context.Background(), request())
+			return err
+		}
 	})
 }

@@ -9,12 +9,23 @@ import (
 	"testing"
 )
 
-// CheckOneWriteEach sends three requests with send, through a client on
-// a WriteCountingTransport counting in writes, and fails unless each
-// request took one write: headers and body leave together, so the
-// upstream reads a request at once rather than waking for each part.
-func CheckOneWriteEach(t *testing.T, writes *atomic.Int64, send func() error) {
+// CheckOneWriteEach builds a connector with connect, on a client whose
+// connections count their writes, sends three requests with the function
+// it returns, and fails unless each request took one write: headers and
+// body leave together, so the upstream reads a request at once rather
+// than waking for each part.
+func CheckOneWriteEach(t *testing.T, connect func(*http.Client) (send func() error)) {
 	t.Helper()
+	var writes atomic.Int64
+	transport := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return writeCounter{conn, &writes}, nil
+	}}
+	t.Cleanup(transport.CloseIdleConnections)
+	send := connect(&http.Client{Transport: transport})
 	for i := range 3 {
 		if err := send(); err != nil {
 			t.Fatal(err)
@@ -23,18 +34,6 @@ func CheckOneWriteEach(t *testing.T, writes *atomic.Int64, send func() error) {
 			t.Fatalf("after %d requests the connector wrote %d times, want one write a request", i+1, got)
 		}
 	}
-}
-
-// WriteCountingTransport is a transport whose connections count their
-// writes in writes: a request sent in one write counts one.
-func WriteCountingTransport(writes *atomic.Int64) *http.Transport {
-	return &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return writeCounter{conn, writes}, nil
-	}}
 }
 
 type writeCounter struct {

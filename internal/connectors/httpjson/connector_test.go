@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -355,15 +354,14 @@ func TestChatSendsRequestInOneWrite(t *testing.T) {
 		w.Write([]byte(`{"v": "fine"}`))
 	}))
 	defer srv.Close()
-	var writes atomic.Int64
-	transport := connectorstest.WriteCountingTransport(&writes)
-	defer transport.CloseIdleConnections()
-	c, err := New(Config{URL: srv.URL, Response: "v", HTTPClient: &http.Client{Transport: transport}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	connectorstest.CheckOneWriteEach(t, &writes, func() error {
-		_, err := c.Chat(context.Background(), request)
-		return err
+	connectorstest.CheckOneWriteEach(t, func(hc *http.Client) func() error {
+		c, err := New(Config{URL: srv.URL, Response: "v", HTTPClient: hc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func() error {
+			_, err := c.Chat(context.Background(), request)
+			return err
+		}
 	})
 }

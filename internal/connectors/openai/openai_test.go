@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -392,15 +391,14 @@ func TestChatSendsRequestInOneWrite(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(jsonAnswer(http.StatusOK, completion("fine")))
 	t.Cleanup(srv.Close)
-	var writes atomic.Int64
-	transport := connectorstest.WriteCountingTransport(&writes)
-	t.Cleanup(transport.CloseIdleConnections)
-	c, err := New(Config{BaseURL: srv.URL + "/v1", APIKey: testKey, HTTPClient: &http.Client{Transport: transport}, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	connectorstest.CheckOneWriteEach(t, &writes, func() error {
-		_, err := c.Chat(context.Background(), request())
-		return err
+	connectorstest.CheckOneWriteEach(t, func(hc *http.Client) func() error {
+		c, err := New(Config{BaseURL: srv.URL + "/v1", APIKey: testKey, HTTPClient: hc, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func() error {
+			_, err := c.Chat(context.Background(), request())
+			return err
+		}
 	})
 }
