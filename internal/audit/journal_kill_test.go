@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -46,19 +47,20 @@ func TestJournalSurvivesKill(t *testing.T) {
 	}
 	acked := map[int64]bool{}
 	lines := bufio.NewScanner(out)
-	for lines.Scan() && len(acked) < 3000 {
-		if seq, err := strconv.ParseInt(lines.Text(), 10, 64); err == nil {
-			acked[seq] = true
+	// readAcked reads acknowledged seqs until there are upTo of them or the
+	// output ends.
+	readAcked := func(upTo int) {
+		for len(acked) < upTo && lines.Scan() {
+			if seq, err := strconv.ParseInt(lines.Text(), 10, 64); err == nil {
+				acked[seq] = true
+			}
 		}
 	}
+	readAcked(3000)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for lines.Scan() {
-		if seq, err := strconv.ParseInt(lines.Text(), 10, 64); err == nil {
-			acked[seq] = true
-		}
-	}
+	readAcked(math.MaxInt)
 	cmd.Wait()
 	if len(acked) < 3000 {
 		t.Fatalf("the appender acknowledged %d records before it stopped", len(acked))
