@@ -62,6 +62,7 @@ func newServeCmd() *cobra.Command {
 			if err := a.Start(ctx); err != nil {
 				return err
 			}
+			config.ReleaseStartupGarbage()
 			scheme := "http://"
 			if a.TLS() {
 				scheme = "https://"

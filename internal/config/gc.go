@@ -25,3 +25,15 @@ func TuneGC() (restore func()) {
 	previous := debug.SetGCPercent(GCPercent)
 	return func() { debug.SetGCPercent(previous) }
 }
+
+// ReleaseStartupGarbage collects twice and hands the freed memory back to
+// the operating system. Starting up allocates much that it then drops, the
+// largest part the 4 MB scanning buffers goose's migration parser keeps in
+// a sync.Pool, which only the second collection after their last use frees.
+// At GCPercent an idle server may not collect again for two minutes, and
+// until then those pages count in its RSS (5 MB of it; BENCHMARKS.md, "Idle
+// memory"). Both collections together take a few milliseconds.
+func ReleaseStartupGarbage() {
+	debug.FreeOSMemory() // moves what the pools hold to their victim caches
+	debug.FreeOSMemory()
+}

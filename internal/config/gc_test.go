@@ -1,7 +1,9 @@
 package config
 
 import (
+	"runtime"
 	"runtime/debug"
+	"sync"
 	"testing"
 )
 
@@ -29,5 +31,26 @@ func TestTuneGC(t *testing.T) {
 	restore()
 	if got := debug.SetGCPercent(100); got != 150 {
 		t.Fatalf("with GOGC=150 set the target is %d, want 150", got)
+	}
+}
+
+func TestReleaseStartupGarbageEmptiesPoolsAndReturnsMemory(t *testing.T) {
+	var pool sync.Pool
+	pool.Put(new([4 << 20]byte))
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	ReleaseStartupGarbage()
+
+	if got := pool.Get(); got != nil {
+		t.Error("a pool still holds its buffer")
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if after.NumGC < before.NumGC+2 {
+		t.Errorf("%d collections, want at least 2", after.NumGC-before.NumGC)
+	}
+	if after.HeapReleased <= before.HeapReleased {
+		t.Errorf("released %d bytes to the system before and %d after, want more", before.HeapReleased, after.HeapReleased)
 	}
 }
