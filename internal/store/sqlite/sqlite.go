@@ -55,10 +55,13 @@ func Open(ctx context.Context, path string) (store.Store, error) {
 	// BEGIN IMMEDIATE takes the write lock at the start of a transaction, so
 	// a busy database makes the writer wait at BEGIN instead of failing a
 	// later statement that cannot be retried.
-	writer, err := sql.Open("sqlite", path+"?"+pragmas+"&_txlock=immediate")
+	// Its connection keeps the statements of the queries it runs (see
+	// cachingConnector): River's among them.
+	connector, err := sqlite.NewConnector(path + "?" + pragmas + "&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("store: open sqlite %s: %w", path, err)
 	}
+	writer := sql.OpenDB(cachingConnector{connector})
 	// SQLite has one writer at a time; one connection queues writers in
 	// the pool rather than in busy-wait loops.
 	writer.SetMaxOpenConns(1)
