@@ -100,10 +100,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	bare := httptest.NewServer(proxy)
 	b.Cleanup(bare.Close)
 
-	body, err := json.Marshal(map[string]any{"model": "chat", "messages": []any{map[string]any{"role": "user", "content": benchPrompt}}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	body := benchChatBody(b)
 	client := &http.Client{Transport: benchTransport(), Timeout: 30 * time.Second}
 	const path = "/v1/chat/completions"
 	loads := []*load{
@@ -121,37 +118,10 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		}
 		loads = []*load{loads[i], loads[i], loads[i], loads[i]}
 	}
-	// Every path answers with the prompt, its personal data in clear (Moat
-	// restores what it tokenised).
-	for _, l := range loads {
-		if answer := l.answer(b); !strings.Contains(answer, "grace.hopper@example.com") || !strings.Contains(answer, "4111 1111 1111 1111") {
-			b.Fatalf("%s answered %.300s", l.name, answer)
-		}
-	}
-	// Warm every path (connections, pools, caches) outside the measurement.
-	for _, l := range loads {
-		l.run(min(b.N, 200))
-		l.reset()
-	}
+	checkAndWarm(b, loads)
+	runRounds(b, loads, func(l *load, n int) { l.run(n) })
 
-	const rounds = 4
-	b.ResetTimer()
-	for r := range rounds {
-		n := b.N / rounds
-		if r == rounds-1 {
-			n = b.N - n*(rounds-1)
-		}
-		for _, l := range loads {
-			l.run(n)
-		}
-	}
-	b.StopTimer()
-
-	for _, l := range loads {
-		if f := l.failed.Load(); f > 0 {
-			b.Fatalf("%s: %d of %d requests failed (first: %v)", l.name, f, len(l.latencies), l.firstErr.Load())
-		}
-	}
+	failOnErrors(b, loads)
 	direct, proxied, moat, withAudit := percentiles(loads[0].latencies), percentiles(loads[1].latencies), percentiles(loads[2].latencies), percentiles(loads[3].latencies)
 	own, ownAudited := percentiles(loads[2].overheads), percentiles(loads[3].overheads)
 	b.ReportMetric(0, "ns/op") // wall time per request is the schedule's, not a measure
@@ -176,15 +146,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	b.ReportMetric(own.p99, "header-overhead-p99-µs")
 	b.ReportMetric(ownAudited.p50, "audited-header-overhead-p50-µs")
 	b.ReportMetric(ownAudited.p99, "audited-header-overhead-p99-µs")
-	// How late the load sent its requests, over all paths: the pacing's
-	// own error, which every latency above includes.
-	var late []time.Duration
-	for _, l := range loads {
-		late = append(late, l.late...)
-	}
-	sent := percentiles(late)
-	b.ReportMetric(sent.p50, "sent-late-p50-µs")
-	b.ReportMetric(sent.p99, "sent-late-p99-µs")
+	reportLateness(b, loads)
 	// CPU of the whole process (client, fake upstream and the path under
 	// test) per request: the difference is what Moat costs in CPU, which
 	// decides the rate two cores can sustain.
@@ -400,6 +362,69 @@ func (l *load) answer(b *testing.B) string {
 		b.Fatalf("%s: status %d, %v: %.300s", l.name, res.StatusCode, err, answer.Bytes())
 	}
 	return answer.String()
+}
+
+// benchChatBody is the chat completion request both gateway benchmarks send.
+func benchChatBody(b *testing.B) []byte {
+	body, err := json.Marshal(map[string]any{"model": "chat", "messages": []any{map[string]any{"role": "user", "content": benchPrompt}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return body
+}
+
+// checkAndWarm checks that every path answers with the prompt, its personal
+// data in clear (Moat restores what it tokenised), and then warms each
+// (connections, pools, caches) outside the measurement.
+func checkAndWarm(b *testing.B, loads []*load) {
+	for _, l := range loads {
+		if answer := l.answer(b); !strings.Contains(answer, "grace.hopper@example.com") || !strings.Contains(answer, "4111 1111 1111 1111") {
+			b.Fatalf("%s answered %.300s", l.name, answer)
+		}
+	}
+	for _, l := range loads {
+		l.run(min(b.N, 200))
+		l.reset()
+	}
+}
+
+// runRounds sends b.N requests to each load in four rounds, the loads
+// taking turns within each, so that other work on the machine falls on all
+// alike; run sends n requests of l.
+func runRounds(b *testing.B, loads []*load, run func(l *load, n int)) {
+	const rounds = 4
+	b.ResetTimer()
+	for r := range rounds {
+		n := b.N / rounds
+		if r == rounds-1 {
+			n = b.N - n*(rounds-1)
+		}
+		for _, l := range loads {
+			run(l, n)
+		}
+	}
+	b.StopTimer()
+}
+
+// failOnErrors fails the benchmark if any request of loads failed.
+func failOnErrors(b *testing.B, loads []*load) {
+	for _, l := range loads {
+		if f := l.failed.Load(); f > 0 {
+			b.Fatalf("%s: %d of %d requests failed (first: %v)", l.name, f, len(l.latencies), l.firstErr.Load())
+		}
+	}
+}
+
+// reportLateness reports how late the loads sent their requests, over all
+// paths: the pacing's own error, which every latency includes.
+func reportLateness(b *testing.B, loads []*load) {
+	var late []time.Duration
+	for _, l := range loads {
+		late = append(late, l.late...)
+	}
+	sent := percentiles(late)
+	b.ReportMetric(sent.p50, "sent-late-p50-µs")
+	b.ReportMetric(sent.p99, "sent-late-p99-µs")
 }
 
 func (l *load) fail(err error) {

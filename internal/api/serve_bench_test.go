@@ -3,7 +3,6 @@ package api
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -40,10 +39,7 @@ func BenchmarkServeOverhead(b *testing.B) {
 	proxy := startBenchHelper(b, "proxy", upstream.url)
 	moat := startMoatServe(b, upstream.url)
 
-	body, err := json.Marshal(map[string]any{"model": "chat", "messages": []any{map[string]any{"role": "user", "content": benchPrompt}}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	body := benchChatBody(b)
 	client := &http.Client{Transport: benchTransport(), Timeout: 30 * time.Second}
 	const path = "/v1/chat/completions"
 	loads := []*load{
@@ -54,35 +50,15 @@ func BenchmarkServeOverhead(b *testing.B) {
 	// The process each path adds (for the direct path, the upstream): its
 	// CPU time per request is what that hop costs.
 	hops := map[string]*exec.Cmd{"direct": upstream.cmd, "proxy": proxy.cmd, "moat": moat.cmd}
-	for _, l := range loads {
-		if answer := l.answer(b); !strings.Contains(answer, "grace.hopper@example.com") || !strings.Contains(answer, "4111 1111 1111 1111") {
-			b.Fatalf("%s answered %.300s", l.name, answer)
-		}
-		l.run(min(b.N, 200))
-		l.reset()
-	}
-
-	const rounds = 4
+	checkAndWarm(b, loads)
 	hopCPU := map[string]time.Duration{}
-	b.ResetTimer()
-	for r := range rounds {
-		n := b.N / rounds
-		if r == rounds-1 {
-			n = b.N - n*(rounds-1)
-		}
-		for _, l := range loads {
-			before := processCPUOf(b, hops[l.name])
-			l.run(n)
-			hopCPU[l.name] += processCPUOf(b, hops[l.name]) - before
-		}
-	}
-	b.StopTimer()
+	runRounds(b, loads, func(l *load, n int) {
+		before := processCPUOf(b, hops[l.name])
+		l.run(n)
+		hopCPU[l.name] += processCPUOf(b, hops[l.name]) - before
+	})
 
-	for _, l := range loads {
-		if f := l.failed.Load(); f > 0 {
-			b.Fatalf("%s: %d of %d requests failed (first: %v)", l.name, f, len(l.latencies), l.firstErr.Load())
-		}
-	}
+	failOnErrors(b, loads)
 	direct, proxied, served := percentiles(loads[0].latencies), percentiles(loads[1].latencies), percentiles(loads[2].latencies)
 	own := percentiles(loads[2].overheads)
 	b.ReportMetric(0, "ns/op")
@@ -99,12 +75,7 @@ func BenchmarkServeOverhead(b *testing.B) {
 	b.ReportMetric((served.p99-direct.p99)/(proxied.p99-direct.p99), "ratio-p99")
 	b.ReportMetric(own.p50, "header-overhead-p50-µs")
 	b.ReportMetric(own.p99, "header-overhead-p99-µs")
-	var late []time.Duration
-	for _, l := range loads {
-		late = append(late, l.late...)
-	}
-	sent := percentiles(late)
-	b.ReportMetric(sent.p99, "sent-late-p99-µs")
+	reportLateness(b, loads)
 	for _, l := range loads {
 		b.ReportMetric(float64(hopCPU[l.name])/float64(time.Microsecond)/float64(len(l.latencies)), l.name+"-hop-cpu-µs/req")
 	}
