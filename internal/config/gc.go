@@ -32,7 +32,8 @@ func TuneGC() (restore func()) {
 // a sync.Pool, which only the second collection after their last use frees.
 // At GCPercent an idle server may not collect again for two minutes, and
 // until then those pages count in its RSS (5 MB of it; BENCHMARKS.md, "Idle
-// memory"). Both collections together take a few milliseconds.
+// memory"). Both collections together take some tens of milliseconds
+// (about 40 ms on the 2-core development machine while it was slow), once.
 func ReleaseStartupGarbage() {
 	debug.FreeOSMemory() // moves what the pools hold to their victim caches
 	debug.FreeOSMemory()
