@@ -30,9 +30,10 @@ type DetailsWriter struct {
 	err    error
 }
 
-// maxWriterDepth bounds the nesting a DetailsWriter takes: details are
-// flat records, not documents.
-const maxWriterDepth = 8
+// maxWriterDepth bounds the nesting a DetailsWriter takes: the details
+// object and maxDetailsDepth levels below it, as the map encoder, so that
+// both refuse the same details.
+const maxWriterDepth = maxDetailsDepth + 1
 
 type writerLevel struct {
 	array   bool

@@ -114,6 +114,27 @@ func TestDetailsWriterMatchesMap(t *testing.T) {
 	}
 }
 
+// TestDetailsWriterNestsAsDeepAsTheMapEncoder checks the bound on both
+// sides of it, objects and arrays (a fuzzed input once nested nine deep,
+// which the writer refused and the map encoder took).
+func TestDetailsWriterNestsAsDeepAsTheMapEncoder(t *testing.T) {
+	for _, containers := range []int{maxWriterDepth - 1, maxWriterDepth, maxWriterDepth + 1} {
+		var objects any = map[string]any{}
+		var arrays any = []any{}
+		for range containers - 2 {
+			objects = map[string]any{"a": objects}
+			arrays = []any{arrays}
+		}
+		for _, details := range []map[string]any{{"a": objects}, {"a": arrays}} {
+			checkWriterMatchesMap(t, details)
+			_, err := canonicalDetails(canonicalTestKey, details)
+			if (err == nil) != (containers <= maxWriterDepth) {
+				t.Errorf("%d containers: %v", containers, err)
+			}
+		}
+	}
+}
+
 // FuzzDetailsWriter checks the writer against the map encoder on
 // generated details.
 func FuzzDetailsWriter(f *testing.F) {
