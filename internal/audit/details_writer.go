@@ -30,9 +30,10 @@ type DetailsWriter struct {
 	err    error
 }
 
-// maxWriterDepth bounds the nesting a DetailsWriter takes: the details
-// object and maxDetailsDepth levels below it, as the map encoder, so that
-// both refuse the same details.
+// maxWriterDepth bounds the containers a DetailsWriter has open at once:
+// the details object and maxDetailsDepth levels below it. As in the map
+// encoder, a value, whatever its kind, may sit at most maxDetailsDepth
+// levels down, so that both refuse the same details.
 const maxWriterDepth = maxDetailsDepth + 1
 
 type writerLevel struct {
@@ -50,10 +51,6 @@ func (w *DetailsWriter) Array() { w.open('[', true) }
 
 func (w *DetailsWriter) open(c byte, array bool) {
 	if !w.value() {
-		return
-	}
-	if w.depth == maxWriterDepth {
-		w.fail(fmt.Errorf("details nest deeper than %d", maxWriterDepth))
 		return
 	}
 	w.levels[w.depth] = writerLevel{array: array}
@@ -161,6 +158,10 @@ func (w *DetailsWriter) IntMap(m map[string]int) {
 // that separates it from an array's previous element.
 func (w *DetailsWriter) value() bool {
 	if w.err != nil {
+		return false
+	}
+	if w.depth == maxWriterDepth {
+		w.fail(fmt.Errorf("details nest deeper than %d levels", maxDetailsDepth))
 		return false
 	}
 	if w.depth == 0 {

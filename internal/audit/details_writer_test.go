@@ -115,21 +115,27 @@ func TestDetailsWriterMatchesMap(t *testing.T) {
 }
 
 // TestDetailsWriterNestsAsDeepAsTheMapEncoder checks the bound on both
-// sides of it, objects and arrays (a fuzzed input once nested nine deep,
-// which the writer refused and the map encoder took).
+// sides of it, with objects and arrays, empty and holding a value (fuzzed
+// inputs found the writer refusing details nested nine deep that the map
+// encoder took, and then taking a value one level below the encoder's
+// bound).
 func TestDetailsWriterNestsAsDeepAsTheMapEncoder(t *testing.T) {
 	for _, containers := range []int{maxWriterDepth - 1, maxWriterDepth, maxWriterDepth + 1} {
-		var objects any = map[string]any{}
-		var arrays any = []any{}
-		for range containers - 2 {
-			objects = map[string]any{"a": objects}
-			arrays = []any{arrays}
-		}
-		for _, details := range []map[string]any{{"a": objects}, {"a": arrays}} {
-			checkWriterMatchesMap(t, details)
-			_, err := canonicalDetails(canonicalTestKey, details)
-			if (err == nil) != (containers <= maxWriterDepth) {
-				t.Errorf("%d containers: %v", containers, err)
+		for _, inner := range []struct {
+			object, array any
+			levels        int // below the innermost container
+		}{{map[string]any{}, []any{}, 0}, {map[string]any{"v": 1}, []any{1}, 1}} {
+			objects, arrays := inner.object, inner.array
+			for range containers - 2 {
+				objects = map[string]any{"a": objects}
+				arrays = []any{arrays}
+			}
+			for _, details := range []map[string]any{{"a": objects}, {"a": arrays}} {
+				checkWriterMatchesMap(t, details)
+				_, err := canonicalDetails(canonicalTestKey, details)
+				if want := containers+inner.levels <= maxWriterDepth; (err == nil) != want {
+					t.Errorf("%d containers and %d levels below: %v", containers, inner.levels, err)
+				}
 			}
 		}
 	}
