@@ -20,20 +20,6 @@ import (
 	"github.com/moatproject/moat/internal/client"
 )
 
-// buildMoat compiles the binary once per test process.
-var buildMoat = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "moat-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "moat")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
 // effectLedger is a receiver that applies each idempotency key once, as a
 // payment API would, and remembers every key per run and step.
 type effectLedger struct {
@@ -140,10 +126,11 @@ func TestCrashLosesNothingAndRepeatsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a server; skipped with -short")
 	}
-	bin, err := buildMoat()
+	build, err := buildMoat()
 	if err != nil {
 		t.Fatal(err)
 	}
+	bin := build.bin
 	ledger := newLedger()
 	receiver := httptest.NewServer(ledger)
 	defer receiver.Close()

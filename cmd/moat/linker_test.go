@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"os/exec"
 	"strings"
 	"testing"
 )
@@ -19,32 +17,11 @@ func TestLinkerDropsUnusedMethods(t *testing.T) {
 		t.Skip("links the whole binary")
 	}
 	t.Parallel()
-	cmd := exec.Command("go", "build", "-ldflags=-dumpdep", "-o", t.TempDir()+"/moat", ".")
-	deps, err := cmd.StderrPipe()
+	build, err := buildMoat()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Each line is "from -> to", with "<ReflectMethod>" after a function
-	// that makes the linker keep all methods; the line that first reaches
-	// one names it.
-	var culprits []string
-	lines := bufio.NewScanner(deps)
-	lines.Buffer(make([]byte, 64<<10), 1<<20)
-	for lines.Scan() {
-		if _, to, ok := strings.Cut(lines.Text(), " -> "); ok && strings.HasSuffix(to, "<ReflectMethod>") {
-			culprits = append(culprits, lines.Text())
-		}
-	}
-	if err := lines.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("go build: %v", err)
-	}
-	if len(culprits) > 0 {
-		t.Errorf("the binary reaches a method lookup by run-time name, so the linker keeps every exported method; reached through:\n%s", strings.Join(culprits, "\n"))
+	if len(build.methodLookups) > 0 {
+		t.Errorf("the binary reaches a method lookup by run-time name, so the linker keeps every exported method; reached through:\n%s", strings.Join(build.methodLookups, "\n"))
 	}
 }

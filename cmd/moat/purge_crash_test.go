@@ -29,10 +29,11 @@ func TestPurgeSurvivesKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a server; skipped with -short")
 	}
-	bin, err := buildMoat()
+	build, err := buildMoat()
 	if err != nil {
 		t.Fatal(err)
 	}
+	bin := build.bin
 	dataDir := t.TempDir()
 	addr := freeAddr(t)
 	logs := &syncBuffer{}
