@@ -51,11 +51,14 @@ type sqliteConn interface {
 	driver.Validator
 }
 
+// queryStmt is what the cache uses of the driver's statement.
+type queryStmt interface {
+	driver.Stmt
+	driver.StmtQueryContext
+}
+
 type cachedStmt struct {
-	stmt interface {
-		driver.Stmt
-		driver.StmtQueryContext
-	}
+	stmt queryStmt
 	// inUse is set while rows read from the statement are open: the same
 	// query run meanwhile (inside one transaction) gets a statement of its
 	// own. database/sql uses a connection from one goroutine at a time.
@@ -76,10 +79,7 @@ func (c *cachingConn) QueryContext(ctx context.Context, query string, args []dri
 		if err != nil {
 			return nil, err
 		}
-		stmt, canQuery := prepared.(interface {
-			driver.Stmt
-			driver.StmtQueryContext
-		})
+		stmt, canQuery := prepared.(queryStmt)
 		if !canQuery {
 			prepared.Close()
 			return c.sqliteConn.QueryContext(ctx, query, args)
@@ -99,9 +99,8 @@ func (c *cachingConn) QueryContext(ctx context.Context, query string, args []dri
 }
 
 func (c *cachingConn) Close() error {
-	for query, s := range c.stmts {
+	for _, s := range c.stmts {
 		s.stmt.Close()
-		delete(c.stmts, query)
 	}
 	return c.sqliteConn.Close()
 }
