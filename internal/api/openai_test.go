@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/moatproject/moat/internal/gateway"
+	"github.com/moatproject/moat/internal/nodes"
 	"github.com/moatproject/moat/internal/store"
 	"github.com/moatproject/moat/internal/store/sqlite"
 	"github.com/openai/openai-go/v3"
@@ -1006,5 +1007,22 @@ func TestOpenAIModels(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 401 || body.Error.Type != errTypeAuth || res.Header.Get("WWW-Authenticate") == "" {
 		t.Errorf("no token: %d %+v", res.StatusCode, body)
+	}
+}
+
+// TestOpenAIConnectorsKeepTheEgressPolicy: a connector at a loopback
+// upstream is refused by the default egress policy before anything is
+// sent, on the plain-HTTP path (connectors.DirectTransport) as on TLS.
+func TestOpenAIConnectorsKeepTheEgressPolicy(t *testing.T) {
+	t.Parallel()
+	s := newOpenAIStackConfig(t, func(cfg *gateway.Config) {
+		cfg.HTTPClient = nodes.NewHTTPClient(nodes.EgressPolicy{})
+	})
+	apiErr, _ := sdkError(t, s.client(e2eToken), openai.ChatCompletionNewParams{Model: "chat", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi " + plantEmail)}})
+	if apiErr.StatusCode != http.StatusBadGateway || apiErr.Code != gateway.CodeUnavailable {
+		t.Errorf("got %d %q %q", apiErr.StatusCode, apiErr.Type, apiErr.Code)
+	}
+	if n := len(s.upstream.received()); n != 0 {
+		t.Errorf("the upstream got %d requests past the egress policy", n)
 	}
 }

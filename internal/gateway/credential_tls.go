@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/moatproject/moat/internal/connectors"
 	"io"
 	"net/http"
 	"os"
@@ -397,4 +398,17 @@ func closeRequestBody(req *http.Request) {
 	if req.Body != nil {
 		_ = req.Body.Close()
 	}
+}
+
+// directPlainHTTP is c sending plain-HTTP requests through a
+// connectors.DirectTransport, when c's transport is net/http's own (a
+// client-certificate transport is for TLS alone and stays as it is).
+func directPlainHTTP(c *http.Client) *http.Client {
+	t, ok := c.Transport.(*http.Transport)
+	if !ok {
+		return c
+	}
+	out := *c
+	out.Transport = connectors.NewDirectTransport(t)
+	return &out
 }
