@@ -95,6 +95,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // a chat request goes out in one write and its answer comes in one read.
 const directBufferSize = 16 << 10
 
+// RoundTrip implements http.RoundTripper.
 func (t *DirectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || req.Method == http.MethodConnect || req.Header.Get("Upgrade") != "" ||
 		t.Next.Proxy != nil || !directSupported {
@@ -282,9 +283,9 @@ func (t *DirectTransport) conn(ctx context.Context, addr string) (*directConn, e
 // put keeps c for the next request to its host, or closes it when the
 // host already has as many kept as allowed.
 func (t *DirectTransport) put(c *directConn) {
-	max := t.Next.MaxIdleConnsPerHost
-	if max <= 0 {
-		max = http.DefaultMaxIdleConnsPerHost
+	limit := t.Next.MaxIdleConnsPerHost
+	if limit <= 0 {
+		limit = http.DefaultMaxIdleConnsPerHost
 	}
 	idleFor := t.Next.IdleConnTimeout
 	if idleFor <= 0 {
@@ -294,7 +295,7 @@ func (t *DirectTransport) put(c *directConn) {
 	if t.idle == nil {
 		t.idle = map[string][]*directConn{}
 	}
-	if len(t.idle[c.addr]) >= max {
+	if len(t.idle[c.addr]) >= limit {
 		t.mu.Unlock()
 		c.Close()
 		return
