@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -395,12 +397,23 @@ type fakeOpenAI struct {
 	status int
 	// answer, when set, replaces the echo; it gets the request's messages.
 	answer func(messages []map[string]any) string
+	// arrive, when set, is called as each request comes in (before it is
+	// read), as a barrier holding requests until enough have come.
+	arrive func()
+	// conns counts the connections the upstream accepted.
+	conns atomic.Int32
 }
 
 func newFakeOpenAI(t testing.TB) *fakeOpenAI {
 	t.Helper()
 	f := &fakeOpenAI{}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			f.conns.Add(1)
+		}
+	}
+	f.srv.Start()
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -412,6 +425,9 @@ func (f *fakeOpenAI) received() []string {
 }
 
 func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
+	if f.arrive != nil {
+		f.arrive()
+	}
 	raw, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	if !f.forget {
@@ -1024,5 +1040,36 @@ func TestOpenAIConnectorsKeepTheEgressPolicy(t *testing.T) {
 	}
 	if n := len(s.upstream.received()); n != 0 {
 		t.Errorf("the upstream got %d requests past the egress policy", n)
+	}
+}
+
+// TestOpenAIConnectorKeepsConnectionsAcrossBursts: the connections a burst
+// of concurrent calls opened to an upstream are kept for the next burst,
+// rather than all but a few being closed and dialled again (over TLS, a
+// handshake each).
+func TestOpenAIConnectorKeepsConnectionsAcrossBursts(t *testing.T) {
+	t.Parallel()
+	const burst = 48
+	s := newOpenAIStackConfig(t, func(cfg *gateway.Config) {
+		cfg.HTTPClient = nodes.NewHTTPClient(nodes.EgressPolicy{AllowPrivate: true})
+	})
+	var arrived sync.WaitGroup
+	s.upstream.arrive = func() { arrived.Done(); arrived.Wait() }
+	client := s.client(e2eToken)
+	params := openai.ChatCompletionNewParams{Model: "chat", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}
+	for range 2 {
+		arrived.Add(burst)
+		var calls sync.WaitGroup
+		for range burst {
+			calls.Go(func() {
+				if _, err := client.Chat.Completions.New(context.Background(), params); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		calls.Wait()
+	}
+	if n := s.upstream.conns.Load(); n != burst {
+		t.Errorf("two bursts of %d concurrent calls opened %d connections to the upstream, want %d", burst, n, burst)
 	}
 }

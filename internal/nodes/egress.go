@@ -60,11 +60,14 @@ func NewHTTPClient(p EgressPolicy) *http.Client {
 		},
 	}
 	transport := &http.Transport{
-		Proxy:                 nil, // a proxy would dial on our behalf and bypass the check
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   16,
+		Proxy:             nil, // a proxy would dial on our behalf and bypass the check
+		DialContext:       dialer.DialContext,
+		ForceAttemptHTTP2: true,
+		// AI connectors send many calls at once to one host: up to 100 of
+		// a burst's connections are kept for the next, where over TLS each
+		// new one would cost a handshake.
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   100,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 2 * time.Minute,
