@@ -11,13 +11,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/moatproject/moat/internal/connectors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/moatproject/moat/internal/connectors"
 	"github.com/moatproject/moat/internal/vault"
 )
 
