@@ -192,19 +192,37 @@ type directBody struct {
 	ctx       context.Context
 	keep      bool  // the connection may carry another request
 	length    int64 // the Content-Length, or -1
-	read      int64
-	err       error // what Read answers once the exchange is over
+
+	// mu guards what follows, but is not held while reading the
+	// connection, so that Close can end a Read blocked on it (as
+	// net/http's bodies allow).
+	mu      sync.Mutex
+	reading bool
+	read    int64
+	done    bool  // the exchange is over: the connection was kept or closed
+	err     error // what Read answers once it is
 }
 
 var errBodyClosed = errors.New("connectors: read on a closed response body")
 
 func (b *directBody) Read(p []byte) (int, error) {
-	if b.err != nil {
+	b.mu.Lock()
+	if b.done {
+		defer b.mu.Unlock()
 		return 0, b.err
 	}
+	b.reading = true
+	b.mu.Unlock()
 	n, err := b.body.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reading = false
 	b.read += int64(n)
 	switch {
+	case b.done: // closed meanwhile, and the connection with it
+		if err == nil {
+			err = errBodyClosed
+		}
 	case err == io.EOF:
 		b.finish(true, io.EOF)
 	case err != nil:
@@ -219,14 +237,17 @@ func (b *directBody) Read(p []byte) (int, error) {
 // Close ends the exchange. A body read to its end, or whose known length
 // is already buffered, leaves the connection reusable; any other closes
 // it rather than wait for the rest (a chunked body's end cannot be told
-// from what is buffered without possibly waiting).
+// from what is buffered without possibly waiting), which also ends a Read
+// blocked on it.
 func (b *directBody) Close() error {
-	if b.err != nil {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
 		b.err = errBodyClosed
 		return nil
 	}
 	atEOF := false
-	if b.length >= 0 && b.length-b.read <= int64(b.c.br.Buffered()) {
+	if !b.reading && b.length >= 0 && b.length-b.read <= int64(b.c.br.Buffered()) {
 		n, err := io.Copy(io.Discard, b.body)
 		b.read += n
 		atEOF = err == nil
@@ -235,8 +256,10 @@ func (b *directBody) Close() error {
 	return nil
 }
 
+// finish ends the exchange, keeping the connection only when the answer
+// was read to a clean end. The caller holds b.mu.
 func (b *directBody) finish(atEOF bool, after error) {
-	b.err = after
+	b.done, b.err = true, after
 	stopped := b.stop()
 	if atEOF && b.keep && stopped && b.c.br.Buffered() == 0 {
 		b.t.put(b.c)

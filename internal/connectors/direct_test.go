@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -440,5 +441,39 @@ func TestDirectTransportBoundsTheAnswersHeaders(t *testing.T) {
 		case !errors.Is(err, errHeadersTooLarge):
 			t.Errorf("64 KiB of headers with a bound of %d: %v", limit, err)
 		}
+	}
+}
+
+func TestDirectTransportCloseEndsABlockedRead(t *testing.T) {
+	release := make(chan struct{})
+	s := newCountedServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "start")
+		w.(http.Flusher).Flush()
+		<-release
+	})
+	t.Cleanup(func() { close(release) })
+	d := newDirectTransport(t, nil)
+	resp := post(t, d, s.URL, "")
+	if _, err := io.ReadFull(resp.Body, make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error)
+	go func() {
+		_, err := resp.Body.Read(make([]byte, 10))
+		read <- err
+	}()
+	body := resp.Body.(*directBody)
+	for blocked := false; !blocked; {
+		body.mu.Lock()
+		blocked = body.reading
+		body.mu.Unlock()
+		runtime.Gosched()
+	}
+	resp.Body.Close()
+	if err := <-read; err == nil {
+		t.Fatal("the blocked Read returned no error")
+	}
+	if len(d.idle) != 0 {
+		t.Fatal("a closed exchange's connection was kept")
 	}
 }
