@@ -110,6 +110,10 @@ func (t *DirectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
 	ctx := req.Context()
+	if err := ctx.Err(); err != nil { // nothing is sent for a call already given up
+		closeBody(req)
+		return nil, fmt.Errorf("connectors: %w", context.Cause(ctx))
+	}
 	c, err := t.conn(ctx, addr)
 	if err != nil {
 		closeBody(req)

@@ -477,3 +477,28 @@ func TestDirectTransportCloseEndsABlockedRead(t *testing.T) {
 		t.Fatal("a closed exchange's connection was kept")
 	}
 }
+
+func TestDirectTransportSendsNothingForACancelledContext(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	s := newCountedServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, string(body))
+		mu.Unlock()
+	})
+	d := newDirectTransport(t, nil)
+	readAllClose(t, post(t, d, s.URL, "warm")) // a kept connection, ready to write on
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, strings.NewReader("late"))
+	if _, err := d.RoundTrip(req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	readAllClose(t, post(t, d, s.URL, "next"))
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, ",") != "warm,next" {
+		t.Fatalf("the server received %q", got)
+	}
+}
