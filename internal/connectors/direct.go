@@ -102,7 +102,7 @@ func (t *DirectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.Next.RoundTrip(req)
 	}
 	if req.URL.Host == "" {
-		closeBody(req)
+		CloseRequestBody(req)
 		return nil, errors.New("connectors: request has no host")
 	}
 	addr := req.URL.Host
@@ -111,12 +111,12 @@ func (t *DirectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil { // nothing is sent for a call already given up
-		closeBody(req)
+		CloseRequestBody(req)
 		return nil, fmt.Errorf("connectors: %w", context.Cause(ctx))
 	}
 	c, err := t.conn(ctx, addr)
 	if err != nil {
-		closeBody(req)
+		CloseRequestBody(req)
 		return nil, err
 	}
 	resp, err := t.exchange(ctx, req, c)
@@ -361,8 +361,10 @@ func (t *DirectTransport) CloseIdleConnections() {
 	t.Next.CloseIdleConnections()
 }
 
-func closeBody(req *http.Request) {
+// CloseRequestBody closes what a RoundTripper must close even when it
+// sends nothing.
+func CloseRequestBody(req *http.Request) {
 	if req.Body != nil {
-		req.Body.Close()
+		_ = req.Body.Close()
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/moatproject/moat/internal/connectors"
 )
 
 // credentialSchemes are the schemes a credential may name.
@@ -186,7 +188,7 @@ func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, erro
 	// just the same, and records the use.
 	value, err := t.source.value(ctx, req.URL.Host)
 	if err != nil {
-		closeRequestBody(req)
+		connectors.CloseRequestBody(req)
 		return nil, t.deny(ctx, req.URL.Host, err)
 	}
 	out := req.Clone(ctx)
@@ -216,7 +218,7 @@ func (t *credentialTransport) sendWithToken(req, out *http.Request, carrying []s
 	ctx := req.Context()
 	tok, err := t.tokens.token(ctx, "")
 	if err != nil {
-		closeRequestBody(req)
+		connectors.CloseRequestBody(req)
 		return nil, t.tokenFailed(ctx, err)
 	}
 	setCredentialHeader(out.Header, carrying, t.header, "Bearer "+tok)
@@ -231,7 +233,7 @@ func (t *credentialTransport) sendWithToken(req, out *http.Request, carrying []s
 	discardBody(resp)
 	fresh, err := t.tokens.token(ctx, tok)
 	if err != nil {
-		closeRequestBody(retry)
+		connectors.CloseRequestBody(retry)
 		return nil, t.tokenFailed(ctx, err)
 	}
 	setCredentialHeader(retry.Header, carrying, t.header, "Bearer "+fresh)

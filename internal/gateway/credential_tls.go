@@ -356,7 +356,7 @@ func (t *clientCertTransport) RoundTrip(req *http.Request) (*http.Response, erro
 			return rt.RoundTrip(req)
 		}
 	}
-	closeRequestBody(req)
+	connectors.CloseRequestBody(req)
 	denied := &CredentialDeniedError{Connector: t.connector, Secret: t.secret, Host: req.URL.Host, Err: err}
 	scope.setDenied(denied)
 	return nil, denied
@@ -390,14 +390,6 @@ func (t *clientCertTransport) CloseIdleConnections() {
 		t.current.CloseIdleConnections()
 	}
 	t.base.CloseIdleConnections()
-}
-
-// closeRequestBody closes what a RoundTripper must close even when it
-// sends nothing.
-func closeRequestBody(req *http.Request) {
-	if req.Body != nil {
-		_ = req.Body.Close()
-	}
 }
 
 // directPlainHTTP is c sending plain-HTTP requests through a
