@@ -52,7 +52,7 @@ type directConn struct {
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	addr  string
-	timer *time.Timer // closes the connection once idle too long
+	timer *time.Timer // closes the connection once idle too long; made when first kept
 	// budget is how many more bytes br may take from the connection while
 	// an answer's headers are read; -1 once they are.
 	budget int64
@@ -110,9 +110,9 @@ func (t *DirectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
 	ctx := req.Context()
-	if err := ctx.Err(); err != nil { // nothing is sent for a call already given up
+	if ctx.Err() != nil { // nothing is sent for a call already given up
 		CloseRequestBody(req)
-		return nil, fmt.Errorf("connectors: %w", context.Cause(ctx))
+		return nil, cancelledError(ctx)
 	}
 	c, err := t.conn(ctx, addr)
 	if err != nil {
@@ -131,15 +131,15 @@ func (t *DirectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // read by the caller, and c goes back to the pool once it has been read to
 // the end.
 func (t *DirectTransport) exchange(ctx context.Context, req *http.Request, c *directConn) (*http.Response, error) {
-	var cancelled atomic.Bool
-	stop := context.AfterFunc(ctx, func() {
-		cancelled.Store(true)
+	b := &directBody{t: t, c: c, ctx: ctx}
+	b.stop = context.AfterFunc(ctx, func() {
+		b.cancelled.Store(true)
 		_ = c.SetDeadline(aLongTimeAgo)
 	})
 	fail := func(err error) (*http.Response, error) {
-		stop()
-		if cancelled.Load() {
-			return nil, fmt.Errorf("connectors: %w", context.Cause(ctx))
+		b.stop()
+		if b.cancelled.Load() {
+			return nil, cancelledError(ctx)
 		}
 		return nil, err
 	}
@@ -176,13 +176,18 @@ func (t *DirectTransport) exchange(ctx context.Context, req *http.Request, c *di
 	}
 	if t.Next.ResponseHeaderTimeout > 0 {
 		_ = c.SetReadDeadline(time.Time{})
-		if cancelled.Load() { // the deadline just cleared was the cancellation's
+		if b.cancelled.Load() { // the deadline just cleared was the cancellation's
 			_ = c.SetDeadline(aLongTimeAgo)
 		}
 	}
-	resp.Body = &directBody{t: t, c: c, body: resp.Body, stop: stop, cancelled: &cancelled, ctx: ctx,
-		keep: !resp.Close && !req.Close, length: resp.ContentLength}
+	b.body, b.keep, b.length = resp.Body, !resp.Close && !req.Close, resp.ContentLength
+	resp.Body = b
 	return resp, nil
+}
+
+// cancelledError is what a request whose context ended fails with.
+func cancelledError(ctx context.Context) error {
+	return fmt.Errorf("connectors: %w", context.Cause(ctx))
 }
 
 // directBody is an answer's body; reading it to the end returns the
@@ -191,8 +196,8 @@ type directBody struct {
 	t         *DirectTransport
 	c         *directConn
 	body      io.ReadCloser
-	stop      func() bool
-	cancelled *atomic.Bool
+	stop      func() bool // stops the cancellation's deadline
+	cancelled atomic.Bool // the context ended during the exchange
 	ctx       context.Context
 	keep      bool  // the connection may carry another request
 	length    int64 // the Content-Length, or -1
@@ -231,7 +236,7 @@ func (b *directBody) Read(p []byte) (int, error) {
 		b.finish(true, io.EOF)
 	case err != nil:
 		if b.cancelled.Load() {
-			err = fmt.Errorf("connectors: %w", context.Cause(b.ctx))
+			err = cancelledError(b.ctx)
 		}
 		b.finish(false, err)
 	}
@@ -302,8 +307,6 @@ func (t *DirectTransport) conn(ctx context.Context, addr string) (*directConn, e
 	}
 	c := &directConn{Conn: nc, addr: addr, bw: bufio.NewWriterSize(nc, directBufferSize), budget: -1}
 	c.br = bufio.NewReaderSize(budgetedReader{c}, directBufferSize)
-	c.timer = time.AfterFunc(time.Hour, func() { t.expire(c) })
-	c.timer.Stop()
 	return c, nil
 }
 
@@ -328,7 +331,11 @@ func (t *DirectTransport) put(c *directConn) {
 		return
 	}
 	t.idle[c.addr] = append(t.idle[c.addr], c)
-	c.timer.Reset(idleFor)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(idleFor, func() { t.expire(c) })
+	} else {
+		c.timer.Reset(idleFor)
+	}
 	t.mu.Unlock()
 }
 
