@@ -94,10 +94,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	proxy := httputil.NewSingleHostReverseProxy(upstream)
-	proxy.Transport = benchTransport()
-	proxy.BufferPool = proxyBuffers{}
-	bare := httptest.NewServer(proxy)
+	bare := httptest.NewServer(benchProxy(upstream))
 	b.Cleanup(bare.Close)
 
 	body := benchChatBody(b)
@@ -230,6 +227,15 @@ func jsonStringAfter(body []byte, key string, last bool) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// benchProxy is the bare reverse proxy both gateway benchmarks measure
+// Moat against.
+func benchProxy(target *url.URL) *httputil.ReverseProxy {
+	p := httputil.NewSingleHostReverseProxy(target)
+	p.Transport = benchTransport()
+	p.BufferPool = proxyBuffers{}
+	return p
 }
 
 // proxyBuffers gives the reverse proxy pooled copy buffers, as a proxy in

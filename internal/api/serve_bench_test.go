@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -109,10 +108,7 @@ func TestServeOverheadHelper(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := httputil.NewSingleHostReverseProxy(target)
-		p.Transport = benchTransport()
-		p.BufferPool = proxyBuffers{}
-		h = p
+		h = benchProxy(target)
 	}
 	fmt.Println("listening on", ln.Addr())
 	t.Fatal(http.Serve(ln, h)) // until the benchmark kills it
