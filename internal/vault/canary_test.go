@@ -89,9 +89,7 @@ func TestCanary(t *testing.T) {
 	}
 	note(e.v.SetMinDecryptionTerm(ctx, 2))
 	// A corrupt row and an expired one fail with errors of their own.
-	if _, err := e.store.WriterDB().ExecContext(ctx, `UPDATE vault_secrets SET ciphertext = CAST(substr(ciphertext, 1, 80) || x'00' || substr(ciphertext, 82) AS BLOB) WHERE environment = 'dev'`); err != nil {
-		t.Fatal(err)
-	}
+	e.corruptCiphertext(t, "81", "environment = 'dev'")
 	for i := range canaries {
 		_, err := e.v.Resolve(ctx, Access{Environment: "dev", Connector: "c", Host: "api.example.com"}, "dev", fmt.Sprintf("%s_%d", control, i))
 		note(err)

@@ -205,3 +205,16 @@ func (t *faultTx) RewrapSecret(ctx context.Context, id string, version int, from
 	}
 	return t.Tx.RewrapSecret(ctx, id, version, from, to, ct)
 }
+
+// corruptCiphertext changes the byte at pos (an SQL expression, counted
+// from 1) of the ciphertext of the secrets matching where, to a value it
+// did not hold: setting it to a constant left one row in 256 unchanged.
+func (e *env) corruptCiphertext(t testing.TB, pos, where string) {
+	t.Helper()
+	q := `UPDATE vault_secrets SET ciphertext = CAST(substr(ciphertext, 1, ` + pos + ` - 1)
+		|| CASE WHEN substr(ciphertext, ` + pos + `, 1) = x'00' THEN x'01' ELSE x'00' END
+		|| substr(ciphertext, ` + pos + ` + 1) AS BLOB) WHERE ` + where
+	if _, err := e.store.WriterDB().ExecContext(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -269,9 +269,7 @@ func TestUnusualAccess(t *testing.T) {
 	}
 
 	// A burst of failed decryptions: corrupt the row, fail three times.
-	if _, err := e.store.WriterDB().ExecContext(t.Context(), `UPDATE vault_secrets SET ciphertext = CAST(substr(ciphertext, 1, length(ciphertext) - 1) || x'00' AS BLOB)`); err != nil {
-		t.Fatal(err)
-	}
+	e.corruptCiphertext(t, "length(ciphertext)", "1 = 1")
 	fresh := e.open(t, func(c *Config) { c.BurstThreshold, c.BurstWindow = 3, time.Minute })
 	for i := range 4 {
 		_, err := fresh.Resolve(t.Context(), a, "prod", "K")
@@ -629,9 +627,7 @@ func TestRewrapInterruptedAndResumed(t *testing.T) {
 
 	t.Run("corrupt secret skipped", func(t *testing.T) {
 		e, _, v := setup(t)
-		if _, err := e.store.WriterDB().ExecContext(t.Context(), `UPDATE vault_secrets SET ciphertext = CAST(substr(ciphertext, 1, 30) || x'00' || substr(ciphertext, 32) AS BLOB) WHERE name = 'S07'`); err != nil {
-			t.Fatal(err)
-		}
+		e.corruptCiphertext(t, "31", "name = 'S07'")
 		res, err := v.Rewrap(t.Context(), RewrapOptions{BatchSize: 5})
 		if err != nil || res.Rewrapped != n-1 || len(res.Failed) != 1 {
 			t.Fatalf("rewrap with a corrupt secret: %+v %v", res, err)
