@@ -158,7 +158,25 @@ func (n *normalized) fill(text string) {
 			if w > 0 {
 				last = buf[w-1]
 			}
+			blocksFrom := i // where eight bytes at a time may be tried again
 			for ; i < len(text); i++ {
+				// Prose is mostly letters, punctuation and single spaces,
+				// which need nothing but lower-casing: eight such bytes are
+				// copied at once, each still mapped to its own byte.
+				if i >= blocksFrom && space == 0 && i+8 <= len(text) {
+					if y, ok := plainBlock(text, i, w > 0); ok {
+						putUint64(buf[w:w+8], y)
+						o, p := start[w:w+8], end[w:w+8]
+						for k := range int32(8) {
+							o[k], p[k] = int32(i)+k, int32(i)+k+1
+						}
+						last = byte(y >> 56)
+						w += 8
+						i += 7 // and the loop's i++
+						continue
+					}
+					blocksFrom = i + 8
+				}
 				c := text[i]
 				cl := normClass[c]
 				if cl&ncSpace != 0 {
@@ -301,6 +319,59 @@ var normClass = func() (t [256]uint8) {
 	}
 	return t
 }()
+
+// blockStop marks the bytes plainBlock leaves to the byte loop: all but
+// letters, single spaces and punctuation other than leet characters.
+var blockStop = func() (t [256]bool) {
+	for c := range 256 {
+		cl := normClass[c]
+		t[c] = cl&ncASCII == 0 || cl&(ncLeet|ncDigit) != 0 || c < ' '
+	}
+	return t
+}()
+
+const (
+	lowBits  = 0x0101010101010101
+	highBits = 0x8080808080808080
+)
+
+// plainBlock returns text[i:i+8] lower-cased, when the byte loop of fill
+// would write those eight bytes one for one and change nothing else: none
+// is a leet character, a digit, a control or non-ASCII, and each space
+// stands alone and is written (it follows a written byte and precedes a
+// byte that is not white space). afterText says a byte was written before
+// i; fill has no space pending there. The caller checks i+8 <= len(text).
+func plainBlock(text string, i int, afterText bool) (uint64, bool) {
+	s := text[i : i+8]
+	if blockStop[s[0]] || blockStop[s[1]] || blockStop[s[2]] || blockStop[s[3]] ||
+		blockStop[s[4]] || blockStop[s[5]] || blockStop[s[6]] || blockStop[s[7]] {
+		return 0, false
+	}
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	// Every byte is below 0x80, so adding up to 0x7f to one carries into
+	// no other: each mask has 0x80 in the bytes that match.
+	t := x ^ (' ' * lowBits)
+	spaces := ^((t + 0x7f*lowBits) | t) & highBits
+	if spaces&(spaces>>8) != 0 || !afterText && spaces&0x80 != 0 {
+		return 0, false
+	}
+	if spaces>>63 != 0 {
+		// The last byte is a space: the byte after it must end the run.
+		if i+8 >= len(text) || text[i+8] >= utf8.RuneSelf || normClass[text[i+8]]&ncSpace != 0 {
+			return 0, false
+		}
+	}
+	upper := (x + (0x80-'A')*lowBits) &^ (x + (0x80-'Z'-1)*lowBits) & highBits
+	return x | upper>>2, true
+}
+
+// putUint64 stores x in b[:8], least significant byte first.
+func putUint64(b []byte, x uint64) {
+	_ = b[7]
+	b[0], b[1], b[2], b[3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
+	b[4], b[5], b[6], b[7] = byte(x>>32), byte(x>>40), byte(x>>48), byte(x>>56)
+}
 
 func asciiSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
