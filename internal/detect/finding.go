@@ -166,10 +166,35 @@ func toFindings(text string, spans []span) []Finding {
 	bytePos, runes := 0, 0
 	for _, r := range refs {
 		if r.offset > bytePos {
-			runes += utf8.RuneCountInString(text[bytePos:r.offset])
+			runes += runeCount(text[bytePos:r.offset])
 			bytePos = r.offset
 		}
 		*r.dst = runes
 	}
 	return out
+}
+
+// runeCount is utf8.RuneCountInString, eight bytes at a time where text is
+// ASCII, as prose mostly is. A rune never starts inside an ASCII byte, so
+// decoding the rest from where a stretch of ASCII ends counts as ranging
+// over all of s does, invalid bytes included.
+func runeCount(s string) int {
+	n := 0
+	for len(s) > 0 {
+		for len(s) >= 8 && (uint64(s[0])|uint64(s[1])<<8|uint64(s[2])<<16|uint64(s[3])<<24|
+			uint64(s[4])<<32|uint64(s[5])<<40|uint64(s[6])<<48|uint64(s[7])<<56)&highBits == 0 {
+			n += 8
+			s = s[8:]
+		}
+		if len(s) == 0 {
+			break
+		}
+		size := 1
+		if s[0] >= utf8.RuneSelf {
+			_, size = utf8.DecodeRuneInString(s)
+		}
+		n++
+		s = s[size:]
+	}
+	return n
 }

@@ -3,6 +3,7 @@ package detect
 import (
 	"reflect"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestResolveOverlapsAndCodePoints(t *testing.T) {
@@ -22,4 +23,15 @@ func TestResolveOverlapsAndCodePoints(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
+}
+
+func FuzzRuneCount(f *testing.F) {
+	for _, s := range []string{"", "a", "abcdefgh", "abcdefghé", "é", "\xe2\x82", "\x80abcdefghij\xff", "日本語のテキスト and ASCII after it", "ab\xf0\x9f\x98"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := runeCount(s), utf8.RuneCountInString(s); got != want {
+			t.Fatalf("runeCount(%q) = %d, want %d", s, got, want)
+		}
+	})
 }
