@@ -269,7 +269,13 @@ func (ts *injTokens) word(t *injToken) string {
 
 // appendSpan appends a token for [a, b) whose word is text[wa:wb].
 func (ts *injTokens) appendSpan(wa, wb, a, b int) {
-	ts.toks = append(ts.toks, injToken{vocab.lookupAt(ts.text, wa, wb), int32(a), int32(b), int32(wa), int32(wb)})
+	id := vocab.lookupAt(ts.text, wa, wb)
+	// Field by field into the slice: appending a composite literal builds
+	// it on the stack and copies it in with wide loads that cannot be
+	// forwarded from the narrow stores that built it, a stall per token.
+	ts.toks = append(ts.toks, injToken{})
+	t := &ts.toks[len(ts.toks)-1]
+	t.id, t.a, t.b, t.wa, t.wb = id, int32(a), int32(b), int32(wa), int32(wb)
 }
 
 // appendOther appends a token for [a, b) whose word w is not in the text.
