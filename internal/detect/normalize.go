@@ -163,19 +163,17 @@ func (n *normalized) fill(text string) {
 				// Prose is mostly letters, punctuation and single spaces,
 				// which need nothing but lower-casing: eight such bytes are
 				// copied at once, each still mapped to its own byte.
-				if i >= blocksFrom && space == 0 && i+8 <= len(text) {
-					if y, ok := plainBlock(text, i, w > 0); ok {
-						putUint64(buf[w:w+8], y)
-						o, p := start[w:w+8], end[w:w+8]
-						for k := range int32(8) {
-							o[k], p[k] = int32(i)+k, int32(i)+k+1
-						}
-						last = byte(y >> 56)
-						w += 8
-						i += 7 // and the loop's i++
-						continue
+				if i >= blocksFrom && space == 0 {
+					j, v := plainRun(text, i, buf, start, end, w)
+					if v > w {
+						last = buf[v-1]
 					}
-					blocksFrom = i + 8
+					// The block at j is not plain: its bytes go one by
+					// one before blocks are tried again.
+					i, w, blocksFrom = j, v, j+8
+					if i == len(text) {
+						break
+					}
 				}
 				c := text[i]
 				cl := normClass[c]
@@ -364,6 +362,25 @@ func plainBlock(text string, i int, afterText bool) (uint64, bool) {
 	}
 	upper := (x + (0x80-'A')*lowBits) &^ (x + (0x80-'Z'-1)*lowBits) & highBits
 	return x | upper>>2, true
+}
+
+// plainRun copies the plain blocks (see plainBlock) that follow one
+// another from text[i] on into buf[w:], with their offsets into start and
+// end, and returns where it stopped in text and in buf. It is fill's loop
+// for prose, apart so that its few variables stay in registers.
+func plainRun(text string, i int, buf []byte, start, end []int32, w int) (int, int) {
+	for i+8 <= len(text) {
+		y, ok := plainBlock(text, i, w > 0)
+		if !ok {
+			break
+		}
+		putUint64(buf[w:w+8:w+8], y)
+		o, p, v := start[w:w+8:w+8], end[w:w+8:w+8], int32(i)
+		o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = v, v+1, v+2, v+3, v+4, v+5, v+6, v+7
+		p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7] = v+1, v+2, v+3, v+4, v+5, v+6, v+7, v+8
+		i, w = i+8, w+8
+	}
+	return i, w
 }
 
 // putUint64 stores x in b[:8], least significant byte first.
