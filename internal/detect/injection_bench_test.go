@@ -40,3 +40,26 @@ func BenchmarkScanSupportTicket(b *testing.B) {
 		Scan(text)
 	}
 }
+
+// BenchmarkInjectionStages measures Injection's two largest stages on the
+// same prompt, each alone: normalising the text and splitting it into
+// vocabulary tokens.
+func BenchmarkInjectionStages(b *testing.B) {
+	text := supportTicket2K()
+	b.Run("normalize", func(b *testing.B) {
+		b.SetBytes(int64(len(text)))
+		var n normalized
+		for b.Loop() {
+			n.reset()
+			n.fill(text)
+		}
+	})
+	b.Run("tokenize", func(b *testing.B) {
+		n := normalize(text)
+		b.SetBytes(int64(len(n.text)))
+		var ts injTokens
+		for b.Loop() {
+			ts.tokenize(n.text)
+		}
+	})
+}
