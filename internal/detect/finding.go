@@ -181,8 +181,7 @@ func toFindings(text string, spans []span) []Finding {
 func runeCount(s string) int {
 	n := 0
 	for len(s) > 0 {
-		for len(s) >= 8 && (uint64(s[0])|uint64(s[1])<<8|uint64(s[2])<<16|uint64(s[3])<<24|
-			uint64(s[4])<<32|uint64(s[5])<<40|uint64(s[6])<<48|uint64(s[7])<<56)&highBits == 0 {
+		for len(s) >= 8 && le64(s)&highBits == 0 {
 			n += 8
 			s = s[8:]
 		}

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/binary"
 	"slices"
 	"strings"
 	"unicode"
@@ -345,8 +346,7 @@ func plainBlock(text string, i int, afterText bool) (uint64, bool) {
 		blockStop[s[4]] || blockStop[s[5]] || blockStop[s[6]] || blockStop[s[7]] {
 		return 0, false
 	}
-	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	x := le64(s)
 	// Every byte is below 0x80, so adding up to 0x7f to one carries into
 	// no other: each mask has 0x80 in the bytes that match.
 	t := x ^ (' ' * lowBits)
@@ -374,20 +374,13 @@ func plainRun(text string, i int, buf []byte, start, end []int32, w int) (int, i
 		if !ok {
 			break
 		}
-		putUint64(buf[w:w+8:w+8], y)
+		binary.LittleEndian.PutUint64(buf[w:w+8], y)
 		o, p, v := start[w:w+8:w+8], end[w:w+8:w+8], int32(i)
 		o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = v, v+1, v+2, v+3, v+4, v+5, v+6, v+7
 		p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7] = v+1, v+2, v+3, v+4, v+5, v+6, v+7, v+8
 		i, w = i+8, w+8
 	}
 	return i, w
-}
-
-// putUint64 stores x in b[:8], least significant byte first.
-func putUint64(b []byte, x uint64) {
-	_ = b[7]
-	b[0], b[1], b[2], b[3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
-	b[4], b[5], b[6], b[7] = byte(x>>32), byte(x>>40), byte(x>>48), byte(x>>56)
 }
 
 func asciiSpace(c byte) bool {
