@@ -753,7 +753,13 @@ func literalHost(raw string) string {
 	if err != nil {
 		return ""
 	}
-	return u.Hostname()
+	// A host written with percent escapes ("a%2eexample.com", an IPv6
+	// zone's "%25") is not the host as written: the map does not vouch
+	// for what decoding makes of it.
+	if h := u.Hostname(); strings.Contains(rest[:end], h) {
+		return h
+	}
+	return ""
 }
 
 func escapePointer(s string) string {

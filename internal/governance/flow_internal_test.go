@@ -18,6 +18,9 @@ func TestLiteralHost(t *testing.T) {
 		{"{{ input.url }}", ""},
 		{"not a url", ""},
 		{"://nohost/", ""},
+		{"https://a%2eexample.com/", ""},
+		{"A://a%ea", ""},
+		{"http://[fe80::1%25en0]:8080/x", ""},
 	}
 	for _, tt := range tests {
 		if got := literalHost(tt.url); got != tt.want {
