@@ -129,3 +129,16 @@ func FuzzCanaryLeaked(f *testing.F) {
 		_ = NewCanary().Leaked(s)
 	})
 }
+
+// BenchmarkCanaryLeaked checks the pipeline benchmark's 2 KB prompt, as an
+// answer echoing it would be checked.
+func BenchmarkCanaryLeaked(b *testing.B) {
+	c := NewCanary()
+	answer := benchPrompt()
+	b.SetBytes(int64(len(answer)))
+	for b.Loop() {
+		if c.Leaked(answer) {
+			b.Fatal("leaked")
+		}
+	}
+}
