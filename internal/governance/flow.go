@@ -753,9 +753,9 @@ func literalHost(raw string) string {
 	if err != nil {
 		return ""
 	}
-	// A host written with percent escapes ("a%2eexample.com", an IPv6
-	// zone's "%25") is not the host as written: the map does not vouch
-	// for what decoding makes of it.
+	// url.Parse decodes the percent escapes it allows in a host (a
+	// non-ASCII byte's, an IPv6 zone's "%25"): such a host is not the one
+	// written, and the map does not vouch for what decoding made of it.
 	if h := u.Hostname(); strings.Contains(rest[:end], h) {
 		return h
 	}
