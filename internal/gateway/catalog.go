@@ -585,3 +585,16 @@ func (c *Catalog) Connector(name string) (connectors.Connector, bool) {
 
 // Environment is the environment the catalog was built for.
 func (c *Catalog) Environment() string { return c.env }
+
+// directPlainHTTP is c sending plain-HTTP requests through a
+// connectors.DirectTransport, when c's transport is net/http's own (a
+// client-certificate transport is for TLS alone and stays as it is).
+func directPlainHTTP(c *http.Client) *http.Client {
+	t, ok := c.Transport.(*http.Transport)
+	if !ok {
+		return c
+	}
+	out := *c
+	out.Transport = connectors.NewDirectTransport(t)
+	return &out
+}

@@ -391,16 +391,3 @@ func (t *clientCertTransport) CloseIdleConnections() {
 	}
 	t.base.CloseIdleConnections()
 }
-
-// directPlainHTTP is c sending plain-HTTP requests through a
-// connectors.DirectTransport, when c's transport is net/http's own (a
-// client-certificate transport is for TLS alone and stays as it is).
-func directPlainHTTP(c *http.Client) *http.Client {
-	t, ok := c.Transport.(*http.Transport)
-	if !ok {
-		return c
-	}
-	out := *c
-	out.Transport = connectors.NewDirectTransport(t)
-	return &out
-}
