@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -343,11 +344,10 @@ func (t *DirectTransport) put(c *directConn) {
 func (t *DirectTransport) expire(c *directConn) {
 	t.mu.Lock()
 	list := t.idle[c.addr]
-	for i, k := range list {
-		if k == c {
-			t.idle[c.addr] = append(list[:i], list[i+1:]...)
-			break
-		}
+	if i := slices.Index(list, c); i >= 0 {
+		// slices.Delete clears the freed slot, so the list does not keep
+		// the closed connection reachable.
+		t.idle[c.addr] = slices.Delete(list, i, i+1)
 	}
 	t.mu.Unlock()
 	c.Close()
