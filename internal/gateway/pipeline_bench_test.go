@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moatproject/moat/internal/audit/audittest"
 	"github.com/moatproject/moat/internal/connectors"
 )
 
@@ -22,18 +23,41 @@ func benchPrompt() string {
 }
 
 // BenchmarkGatewayChat measures the pipeline's own cost per call (every
-// stage but the network): an in-process connector answers at once.
+// stage but the network): an in-process connector answers at once. The
+// request is the OpenAI endpoint's: the user turn untrusted, so it is
+// scanned for injection too. "discarded" drops each record (a recorder
+// that kept them would grow a slice for the collector to scan, and that
+// would be most of what is measured); "audited" writes both records to an
+// audit log on SQLite, as moat serve does.
 func BenchmarkGatewayChat(b *testing.B) {
-	conn := &fakeConn{reply: func(req connectors.Request) string { return "Noted for <EMAIL_1>." }}
-	g := newInProcessGateway(b, nil, conn)
 	req := Request{Identity: keyIdentity(), Model: "fake-chat", RestoreAll: true,
-		Messages: []Message{{Role: connectors.System, Content: "Summarise the call."}, userMsg(benchPrompt())}}
-	b.SetBytes(int64(len(req.Messages[1].Content)))
-	b.ReportAllocs()
-	for b.Loop() {
-		conn.reqs = conn.reqs[:0]
-		if _, err := g.Chat(context.Background(), req); err != nil {
-			b.Fatal(err)
-		}
+		Messages: []Message{{Role: connectors.System, Content: "Summarise the call."},
+			{Role: connectors.User, Content: benchPrompt(), Trust: Untrusted}}}
+	for _, bc := range []struct {
+		name     string
+		recorder func(testing.TB) Recorder
+	}{
+		{"discarded", func(testing.TB) Recorder { return discardRecorder{} }},
+		{"audited", func(tb testing.TB) Recorder {
+			log, _ := audittest.New(tb)
+			return AuditRecorder{Log: log}
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			conn := &fakeConn{reply: func(req connectors.Request) string { return "Noted for <EMAIL_1>." }}
+			g := newInProcessGateway(b, func(cfg *Config) { cfg.Recorder = bc.recorder(b) }, conn)
+			b.SetBytes(int64(len(req.Messages[1].Content)))
+			b.ReportAllocs()
+			for b.Loop() {
+				conn.reqs = conn.reqs[:0]
+				if _, err := g.Chat(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
+
+type discardRecorder struct{}
+
+func (discardRecorder) Record(context.Context, Record) error { return nil }
