@@ -9,28 +9,44 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
 // The journal is an append-only file that holds each record, in its
 // canonical encoding, from the moment Append accepts it until the database
-// does. One write(2) per Append makes the records durable against a crash
-// of the process, as a commit with SQLite's synchronous=NORMAL is (neither
-// survives a power cut unsynced); the writer goroutine then moves them into
-// the database in batches, off the caller's path, and the next Open commits
-// whatever a crash left behind before the log takes new records.
+// does. Copying the frames into a shared mapping of the file (Linux), or
+// one write(2) per Append elsewhere, makes the records durable against a
+// crash of the process, as a commit with SQLite's synchronous=NORMAL is
+// (neither survives a power cut unsynced); the writer goroutine then moves
+// them into the database in batches, off the caller's path, and the next
+// Open commits whatever a crash left behind before the log takes new
+// records.
 //
 // A frame is:
 //
 //	<body length: uint32, big endian> <CRC-32C of body: uint32, big endian> <body: canonical record>
+//
+// A mapped journal's file is longer than its frames: the rest is zeros,
+// allocated ahead, and a zero header ends the journal.
 type journal struct {
 	f    *os.File
 	path string
 	size int64 // bytes of whole frames in the file
+	// mem maps the whole file once the first frame is copied in; nil
+	// before, and for good when writes says so.
+	mem []byte
+	// writes says frames go in with write(2): mapping is not supported
+	// here, or the file system refused it.
+	writes bool
 	// broken is set when a failed write could not be cut off again: the
 	// file may end in part of a frame, so nothing more is written to it.
 	broken error
 }
+
+// journalMapMin is the least a mapped journal's file grows by; it doubles
+// from there, short of a full disk.
+const journalMapMin = 1 << 20
 
 // JournalFile is the journal's name in the data directory.
 const JournalFile = "audit.journal"
@@ -76,7 +92,7 @@ func openJournal(path string) (*journal, []stored, error) {
 			return nil, nil, fmt.Errorf("audit: cut the torn end off journal %s: %w", path, err)
 		}
 	}
-	return &journal{f: f, path: path, size: whole}, recs, nil
+	return &journal{f: f, path: path, size: whole, writes: !canMapJournal}, recs, nil
 }
 
 // readJournal decodes the frames of data and returns their records and the
@@ -93,7 +109,14 @@ func readJournal(data []byte) ([]stored, int64, error) {
 		}
 		n := binary.BigEndian.Uint32(rest)
 		sum := binary.BigEndian.Uint32(rest[4:])
-		if n == 0 && allZero(rest) {
+		if n == 0 && sum == 0 {
+			// A mapped journal writes a frame's header after its body
+			// (journal.copyFrames), so a crash while copying leaves a zero
+			// header, perhaps before part of a body: never acknowledged.
+			// A whole frame after it is damage.
+			if at := wholeFrameIn(rest[journalFrameHeader:]); at >= 0 {
+				return nil, 0, fmt.Errorf("frame at byte %d has no header, yet a whole frame follows at byte %d", off, off+journalFrameHeader+at)
+			}
 			return recs, int64(off), nil
 		}
 		if n == 0 || n > maxJournalBody {
@@ -119,13 +142,26 @@ func readJournal(data []byte) ([]stored, int64, error) {
 	return recs, int64(off), nil
 }
 
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
+// wholeFrameIn returns where in b a whole frame starts, or -1. A frame's
+// body starts with the record version, so only the places it occurs are
+// tried.
+func wholeFrameIn(b []byte) int {
+	version := []byte(recordVersion + "\n")
+	for from := journalFrameHeader; from < len(b); {
+		i := bytes.Index(b[from:], version)
+		if i < 0 {
+			return -1
 		}
+		body := from + i
+		start := body - journalFrameHeader
+		n := int64(binary.BigEndian.Uint32(b[start:]))
+		if n > 0 && n <= maxJournalBody && int64(body)+n <= int64(len(b)) &&
+			crc32.Checksum(b[body:body+int(n)], castagnoli) == binary.BigEndian.Uint32(b[start+4:]) {
+			return start
+		}
+		from = body + 1
 	}
-	return true
+	return -1
 }
 
 // appendJournalFrame appends the frame of r: the canonical encoding goes
@@ -141,10 +177,23 @@ func appendJournalFrame(b []byte, r *stored) []byte {
 	return b
 }
 
-// write appends frames at the end of the journal in one system call.
+// write appends frames at the end of the journal: copied into the
+// mapping, or in one system call.
 func (j *journal) write(frames []byte) error {
 	if j.broken != nil {
 		return j.broken
+	}
+	if !j.writes {
+		end := j.size + int64(len(frames))
+		if end > int64(len(j.mem)) {
+			if err := j.grow(end); err != nil {
+				return err
+			}
+		}
+		if !j.writes {
+			j.copyFrames(frames)
+			return nil
+		}
 	}
 	if _, err := j.f.WriteAt(frames, j.size); err != nil {
 		// Part of the frames may be in the file: cut them off, or stop
@@ -158,13 +207,67 @@ func (j *journal) write(frames []byte) error {
 	return nil
 }
 
+// copyFrames copies whole frames into the mapping after the last one.
+// Each frame's body goes in before its header, and the header in one
+// eight-byte store: a crash part way leaves a zero header, which ends the
+// journal when it is read back.
+func (j *journal) copyFrames(frames []byte) {
+	at := j.size
+	for len(frames) > 0 {
+		n := journalFrameHeader + int64(binary.BigEndian.Uint32(frames))
+		dst := j.mem[at : at+n]
+		copy(dst[journalFrameHeader:], frames[journalFrameHeader:n])
+		binary.BigEndian.PutUint64(dst, binary.BigEndian.Uint64(frames))
+		at, frames = at+n, frames[n:]
+	}
+	j.size = at
+}
+
+// grow makes the mapped file hold at least end bytes: twice its length,
+// or on a full disk just what end needs. A file system that cannot
+// allocate or map the file puts the journal on write(2) for good.
+func (j *journal) grow(end int64) error {
+	page := int64(os.Getpagesize())
+	need := (end + page - 1) / page * page
+	size := max(need, 2*int64(len(j.mem)), journalMapMin)
+	err := allocateJournal(j.f, size)
+	if errors.Is(err, syscall.ENOSPC) && size > need {
+		size = need
+		err = allocateJournal(j.f, size)
+	}
+	var mem []byte
+	if err == nil {
+		mem, err = mapJournal(j.f, int(size))
+	}
+	if err != nil {
+		if !cannotMap(err) {
+			return fmt.Errorf("audit: grow journal %s: %w", j.path, err)
+		}
+		j.writes = true
+		if j.mem != nil {
+			// What was copied in is in the file; writes go on after it.
+			err = unmapJournal(j.mem)
+			j.mem = nil
+		}
+		return err
+	}
+	if j.mem != nil {
+		if err := unmapJournal(j.mem); err != nil {
+			unmapJournal(mem)
+			return fmt.Errorf("audit: grow journal %s: %w", j.path, err)
+		}
+	}
+	j.mem = mem
+	return nil
+}
+
 // reset empties the journal once the database holds all its records,
 // which also mends a journal a failed write left broken. It puts a new,
 // empty file in the old one's place rather than truncating it, since
 // truncating waits for the file's pages being written back to disk, which
 // appenders would wait for too; the old file is returned for the caller to
 // close when it holds no lock.
-func (j *journal) reset() (*os.File, error) {
+func (j *journal) reset() (io.Closer, error) {
 	fresh, err := os.OpenFile(j.path+".new", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit: empty journal %s: %w", j.path, err)
@@ -173,12 +276,22 @@ func (j *journal) reset() (*os.File, error) {
 		fresh.Close()
 		return nil, fmt.Errorf("audit: empty journal %s: %w", j.path, err)
 	}
-	old := j.f
-	j.f, j.size, j.broken = fresh, 0, nil
+	old := &journal{f: j.f, mem: j.mem}
+	j.f, j.mem, j.size, j.broken = fresh, nil, 0, nil
 	return old, nil
 }
 
-func (j *journal) close() error { return j.f.Close() }
+// Close closes a journal reset left behind.
+func (j *journal) Close() error { return j.close() }
+
+func (j *journal) close() error {
+	var err error
+	if j.mem != nil {
+		err = unmapJournal(j.mem)
+		j.mem = nil
+	}
+	return errors.Join(err, j.f.Close())
+}
 
 // parseCanonical decodes a record's canonical encoding (appendCanonical),
 // accepting only bytes that encode back to themselves.

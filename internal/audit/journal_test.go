@@ -258,6 +258,11 @@ func TestJournalWriteFailureAcknowledgesNothing(t *testing.T) {
 	signer, verifier, hkey := testKeys(t)
 	jpath := journalPath(t)
 	l := openLog(t, s, signer, hkey, Options{Journal: jpath})
+	// A mapped journal does not write(2): this is the path of file
+	// systems that cannot map it (TestMappedJournal covers the other).
+	l.mu.Lock()
+	l.journal.writes = true
+	l.mu.Unlock()
 	if _, err := l.Append(t.Context(), testRecord(0)); err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +322,13 @@ func TestReadJournal(t *testing.T) {
 	damaged := bytes.Clone(whole)
 	damaged[second+journalFrameHeader+3] ^= 1
 	huge := append(bytes.Clone(whole[:second]), 0x7f, 0, 0, 0, 0, 0, 0, 0)
+	// What a crash while copying a frame into a mapped journal leaves: its
+	// body, or part of it, after a header still zero, then zeros.
+	fourth := journalOf(t, 3, 4)
+	headerless := append(make([]byte, journalFrameHeader), fourth[journalFrameHeader:len(fourth)-5]...)
+	headerless = append(headerless, make([]byte, 100)...)
+	lostHeader := bytes.Clone(whole)
+	clear(lostHeader[second : second+journalFrameHeader])
 	for _, tc := range []struct {
 		name    string
 		data    []byte
@@ -329,6 +341,8 @@ func TestReadJournal(t *testing.T) {
 		{"cut in a header", whole[:second+5], 1, second, ""},
 		{"cut in a body", whole[:len(whole)-1], 2, len(journalOf(t, 0, 2)), ""},
 		{"zeros after the last frame", append(bytes.Clone(whole), make([]byte, 4096)...), 3, len(whole), ""},
+		{"a body whose header was never written", append(bytes.Clone(whole), headerless...), 3, len(whole), ""},
+		{"a lost header before a whole frame", lostHeader, 0, 0, "no header, yet a whole frame follows at byte"},
 		{"a damaged frame", damaged, 0, 0, "checksum"},
 		{"an impossible length", huge, 0, 0, "claims"},
 		{"a gap", append(journalOf(t, 0, 1), journalOf(t, 2, 3)...), 0, 0, "after record 0"},
@@ -407,6 +421,10 @@ func FuzzReadJournal(f *testing.F) {
 	f.Add(whole[:len(whole)-2])
 	f.Add(append(bytes.Clone(whole), 0, 0, 0))
 	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 'x'})
+	// A header a crash left zero, before part of a body, and before a
+	// whole frame.
+	f.Add(append(append(bytes.Clone(whole), make([]byte, journalFrameHeader)...), whole[journalFrameHeader:20]...))
+	f.Add(append(make([]byte, journalFrameHeader), whole...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		recs, kept, err := readJournal(data)
 		if err != nil {
@@ -423,4 +441,53 @@ func FuzzReadJournal(f *testing.F) {
 			t.Fatal("the records read do not encode back to the bytes kept")
 		}
 	})
+}
+
+// TestMappedJournal: where the journal is mapped, appends are copied into
+// the mapping, the file grows ahead of them (twice over when the first
+// part fills), readers of the file see every acknowledged record, and the
+// log reopens whole.
+func TestMappedJournal(t *testing.T) {
+	if !canMapJournal {
+		t.Skip("the journal is written with write(2) on this system")
+	}
+	t.Parallel()
+	s, _ := openStore(t)
+	signer, verifier, hkey := testKeys(t)
+	jpath := journalPath(t)
+	l := openLog(t, s, signer, hkey, Options{Journal: jpath})
+	mapped := func() (size int64, mem int) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.journal.size, len(l.journal.mem)
+	}
+	var n int
+	for size, mem := mapped(); mem <= journalMapMin; size, mem = mapped() {
+		if mem != 0 && size > int64(mem) {
+			t.Fatalf("%d bytes of frames in a mapping of %d", size, mem)
+		}
+		if _, err := l.Append(t.Context(), testRecord(n)); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if n == 1 {
+			if _, mem := mapped(); mem != journalMapMin {
+				t.Fatalf("the first append mapped %d bytes, want %d", mem, journalMapMin)
+			}
+		}
+	}
+	size, mem := mapped()
+	if mem != 2*journalMapMin || fileSize(t, jpath) != int64(mem) {
+		t.Fatalf("grown past its first part, the journal maps %d bytes of a %d-byte file, want %d of both", mem, fileSize(t, jpath), 2*journalMapMin)
+	}
+	if first, end, err := JournalRange(jpath); err != nil || first != 0 || end != int64(n) {
+		t.Fatalf("a reader of the file sees records %d..%d (%v), want 0..%d", first, end-1, err, n-1)
+	}
+	t.Logf("%d records, %d bytes of frames", n, size)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyStore(t, s, verifier); rep.Records != int64(n) {
+		t.Fatalf("the database holds %d records, want %d", rep.Records, n)
+	}
 }
