@@ -43,8 +43,25 @@ func hostOf(t *testing.T, raw string) string {
 
 // A connector naming a vault secret sends its value, as its SDK sends a
 // key, to a host the secret is bound to; every use is an access the vault
-// checked and reported, for this connector, host, model and run.
+// checked and reported, for this connector, host, model and run. A
+// streamed call is no different.
 func TestVaultCredentialSentToBoundHost(t *testing.T) {
+	t.Parallel()
+	t.Run("chat", func(t *testing.T) {
+		testVaultCredentialSentToBoundHost(t, func(g *testGateway, req Request) error {
+			_, err := g.Chat(context.Background(), req)
+			return err
+		})
+	})
+	t.Run("stream", func(t *testing.T) {
+		testVaultCredentialSentToBoundHost(t, func(g *testGateway, req Request) error {
+			_, err := g.ChatStream(context.Background(), req, func(string) error { return nil })
+			return err
+		})
+	})
+}
+
+func testVaultCredentialSentToBoundHost(t *testing.T, call func(*testGateway, Request) error) {
 	t.Parallel()
 	up := newFakeUpstream(t)
 	var mu sync.Mutex
@@ -55,10 +72,16 @@ func TestVaultCredentialSentToBoundHost(t *testing.T) {
 		mu.Unlock()
 		return false
 	}
-	v, ev := newTestVault(t, hostOf(t, up.srv.URL))
+	v, ev := vaulttest.New(t)
+	// Bound to the model too: a call that does not say which model it is
+	// for does not get the value.
+	opts := vault.Options{Bindings: vault.Bindings{Connectors: []string{"openai"}, Hosts: []string{hostOf(t, up.srv.URL)}, Models: []string{"gpt-test"}}}
+	if _, err := v.Set(context.Background(), "dev", "openai-key", []byte(vaultKeyCanary), opts); err != nil {
+		t.Fatal(err)
+	}
 	g := newTestGateway(t, vaultResources(up.srv.URL), func(c *Config) { c.Secrets = v })
 	id := Identity{Kind: "run", ID: "run_1", Run: "run_1", Project: "support", Workflow: "triage", Step: "reply"}
-	if _, err := g.Chat(context.Background(), Request{Identity: id, Model: "chat", Messages: []Message{userMsg("hello")}}); err != nil {
+	if err := call(g, Request{Identity: id, Model: "chat", Messages: []Message{userMsg("hello")}}); err != nil {
 		t.Fatal(err)
 	}
 	if len(auth) != 1 || auth[0] != "Bearer "+vaultKeyCanary {

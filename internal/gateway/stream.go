@@ -212,8 +212,10 @@ func (s *streamTarget) Chat(actx context.Context, req connectors.Request) (conne
 	}
 	// The attempt's timeout bounds the wait for the first chunk; after it
 	// the connector's own idle timeout bounds each wait, so a long answer
-	// that keeps coming is not cut off.
-	sctx, cancel := context.WithCancel(s.parent)
+	// that keeps coming is not cut off. The stream's context is not the
+	// attempt's, so the attempt's scope goes with it: credential transports
+	// read the run, workflow and model from it, and report a refusal to it.
+	sctx, cancel := context.WithCancel(withCallScope(s.parent, callScopeFrom(actx)))
 	defer cancel()
 	stopWatch := context.AfterFunc(actx, func() {
 		if !s.gate.received.Load() {
