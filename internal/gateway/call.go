@@ -67,7 +67,11 @@ const (
 type Attempt struct {
 	Target   string
 	Duration time.Duration
-	Err      ErrClass
+	// Waited is the part of Duration spent waiting on the upstream: in
+	// HTTP exchanges with it, or all of Duration for a connector that made
+	// none (see upstreamClock).
+	Waited time.Duration
+	Err    ErrClass
 }
 
 // CallReport tells what the Call stage did; it holds no payload.
@@ -187,7 +191,7 @@ func (c *Caller) Call(ctx context.Context, chain []Target, req connectors.Reques
 			}
 			total++
 			resp, class, err := c.attempt(ctx, t, req)
-			rep.Attempts = append(rep.Attempts, Attempt{Target: t.Name, Duration: resp.dur, Err: class})
+			rep.Attempts = append(rep.Attempts, Attempt{Target: t.Name, Duration: resp.dur, Waited: resp.waited, Err: class})
 			c.record(t.Name, class)
 			switch class {
 			case ClassOK:
@@ -227,7 +231,7 @@ func (c *Caller) Call(ctx context.Context, chain []Target, req connectors.Reques
 
 type timedResponse struct {
 	connectors.Response
-	dur time.Duration
+	dur, waited time.Duration
 }
 
 // attempt makes one call with the per-attempt timeout and classifies it.
@@ -237,19 +241,24 @@ func (c *Caller) attempt(ctx context.Context, t Target, req connectors.Request) 
 	// A connector whose credential is a vault secret learns the model it
 	// is sent for, and reports here if the vault refused it (connectors
 	// would report it as a failed request, which a retry cannot fix).
-	var denied error
+	// One allocation for what the attempt's transports report back.
+	report := &struct {
+		denied error
+		clock  upstreamClock
+	}{clock: upstreamClock{now: c.cfg.Now}}
 	scope := callScopeFrom(ctx)
-	scope.model, scope.denied = t.Model, &denied
+	scope.model, scope.denied, scope.upstream = t.Model, &report.denied, &report.clock
 	actx = withCallScope(actx, scope)
 	req.Model = t.Model
 	start := c.cfg.Now()
 	resp, err := t.Connector.Chat(actx, req)
-	out := timedResponse{Response: resp, dur: c.cfg.Now().Sub(start)}
+	dur := c.cfg.Now().Sub(start)
+	out := timedResponse{Response: resp, dur: dur, waited: report.clock.waited(dur)}
 	switch {
 	case err == nil:
 		return out, ClassOK, nil
-	case denied != nil:
-		return out, ClassUnconfigured, denied
+	case report.denied != nil:
+		return out, ClassUnconfigured, report.denied
 	}
 	return out, classify(ctx, actx, err), err
 }

@@ -270,7 +270,7 @@ func (c *Catalog) build(spec Connector, opts CatalogOptions) (connectors.Connect
 	if settings.clientCertificate != "" && opts.Secrets == nil && missing == "" {
 		missing = "vault secret " + settings.clientCertificate + " for the client certificate (this server has no vault)"
 	}
-	opts.HTTPClient = directPlainHTTP(cred.client)
+	opts.HTTPClient = timeUpstream(directPlainHTTP(cred.client))
 	switch spec.Type {
 	case TypeOpenAI:
 		cfg := openai.Config{BaseURL: spec.BaseURL, APIKey: secret, Timeout: timeout, HTTPClient: opts.HTTPClient}

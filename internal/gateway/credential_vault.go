@@ -72,9 +72,11 @@ func (e *CredentialDeniedError) Unwrap() error { return e.Err }
 // sends, carried in the request's context: who asks and for which model;
 // and where it reports a refused credential, which connectors would
 // otherwise report as a mere transport failure (and the gateway retry).
+// The attempt's upstream clock rides along for timedTransport.
 type callScope struct {
 	runID, workflow, model string
 	denied                 *error
+	upstream               *upstreamClock
 }
 
 type callScopeKey struct{}

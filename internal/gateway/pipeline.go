@@ -335,7 +335,7 @@ func (c *call) finish(ctx context.Context, start time.Time, res Result, err erro
 	rec.Latency = c.g.cfg.Now().Sub(start)
 	var waited time.Duration
 	for _, a := range rec.Attempts {
-		waited += a.Duration
+		waited += a.Waited
 	}
 	rec.Overhead = max(rec.Latency-waited, 0)
 	var ge *Error
