@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/moatproject/moat/internal/connectors"
@@ -95,6 +96,9 @@ type streamGate struct {
 	// received is set by the first chunk of an attempt; it is read by the
 	// attempt's timeout watcher on another goroutine.
 	received atomic.Bool
+	// clock is the attempt's: handing text to each is not the gateway's
+	// own time. Nil outside an attempt.
+	clock *upstreamClock
 	// stop is the error that ended the stream for good: an attempt after
 	// it returns it again, so no retry restarts a stopped stream.
 	stop error
@@ -150,7 +154,15 @@ func (g *streamGate) emit(out string) error {
 		return nil
 	}
 	g.emitted = true
-	if err := g.each(out); err != nil {
+	var start time.Time
+	if g.clock != nil {
+		start = g.clock.now()
+	}
+	err := g.each(out)
+	if g.clock != nil {
+		g.clock.addDelivery(start)
+	}
+	if err != nil {
 		return g.fail(&Error{Stage: "stream", Code: CodeUnavailable, Message: "the receiver stopped taking the stream", Err: err})
 	}
 	return nil
@@ -198,6 +210,7 @@ func (s *streamTarget) Chat(actx context.Context, req connectors.Request) (conne
 		return connectors.Response{}, s.gate.fail(errStreamInterrupted())
 	}
 	s.gate.reset()
+	s.gate.clock = callScopeFrom(actx).upstream
 	st, ok := s.conn.(connectors.Streamer)
 	if !ok {
 		// No streaming here: the whole answer comes as one piece.

@@ -10,28 +10,36 @@ import (
 // upstreamClock adds up the time one attempt spends waiting on its
 // upstream: inside the HTTP transport's RoundTrip (sending the request and
 // waiting for the answer's head) and inside each Read of the answer's
-// body. What a connector does besides (the SDK's request building, encoding
-// the body, decoding the answer, a stream's chunks being checked) is the
-// gateway's own time, which x-moat-overhead-us reports.
+// body; and, in a stream, handing checked text to the caller (a slow
+// reader's time is not the gateway's either). What a connector does
+// besides (the SDK's request building, encoding the body, decoding the
+// answer, a stream's chunks being checked) is the gateway's own time,
+// which x-moat-overhead-us reports.
 type upstreamClock struct {
 	now       func() time.Time
-	nanos     atomic.Int64
+	exchange  atomic.Int64 // nanoseconds
+	delivery  atomic.Int64 // nanoseconds
 	exchanged atomic.Bool
 }
 
-func (c *upstreamClock) add(start time.Time) {
+func (c *upstreamClock) addExchange(start time.Time) {
 	c.exchanged.Store(true)
-	c.nanos.Add(int64(c.now().Sub(start)))
+	c.exchange.Add(int64(c.now().Sub(start)))
 }
 
-// waited is the attempt's time waiting on the upstream, of the whole
-// attempt's: its HTTP exchanges, or the whole attempt for a connector that
-// made none (an in-process model is the upstream itself).
+func (c *upstreamClock) addDelivery(start time.Time) {
+	c.delivery.Add(int64(c.now().Sub(start)))
+}
+
+// waited is the part of the whole attempt that was not the gateway's
+// work: its HTTP exchanges and deliveries, or the whole attempt for a
+// connector that made no exchange (an in-process model is the upstream
+// itself).
 func (c *upstreamClock) waited(whole time.Duration) time.Duration {
 	if !c.exchanged.Load() {
 		return whole
 	}
-	return min(time.Duration(c.nanos.Load()), whole)
+	return min(time.Duration(c.exchange.Load()+c.delivery.Load()), whole)
 }
 
 // timedTransport times a connector's HTTP exchanges for the attempt whose
@@ -56,7 +64,7 @@ func (t timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	start := clock.now()
 	resp, err := t.next.RoundTrip(req)
-	clock.add(start)
+	clock.addExchange(start)
 	if err == nil && resp.Body != nil && resp.Body != http.NoBody {
 		resp.Body = &timedBody{ReadCloser: resp.Body, clock: clock}
 	}
@@ -77,6 +85,6 @@ type timedBody struct {
 func (b *timedBody) Read(p []byte) (int, error) {
 	start := b.clock.now()
 	n, err := b.ReadCloser.Read(p)
-	b.clock.add(start)
+	b.clock.addExchange(start)
 	return n, err
 }

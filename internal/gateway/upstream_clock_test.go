@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -42,6 +43,7 @@ type busyConnector struct {
 	client *http.Client
 	clock  *fakeClock
 	own    time.Duration
+	reply  string // "ok" when empty
 }
 
 func (c busyConnector) Kind() string { return "fake" }
@@ -63,7 +65,10 @@ func (c busyConnector) Chat(ctx context.Context, _ connectors.Request) (connecto
 		}
 	}
 	c.clock.Advance(c.own)
-	return connectors.Response{Content: "ok"}, nil
+	if c.reply == "" {
+		return connectors.Response{Content: "ok"}, nil
+	}
+	return connectors.Response{Content: c.reply}, nil
 }
 
 // An attempt's Waited is its time in HTTP exchanges with the upstream
@@ -114,21 +119,47 @@ func TestTimedTransportWithoutAnAttempt(t *testing.T) {
 }
 
 // x-moat-overhead-us (Result.Overhead) holds a connector's own work around
-// its HTTP exchange, and not the exchange.
+// its HTTP exchange, and not the exchange; in a stream, not the time the
+// caller took to take each piece either.
 func TestOverheadHoldsTheConnectorsOwnWork(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
-	conn := busyConnector{clock: clock, own: 7 * time.Millisecond,
-		client: timeUpstream(&http.Client{Transport: clockedUpstream{clock: clock, exchange: 30 * time.Millisecond, read: 4 * time.Millisecond}})}
-	g := newInProcessGateway(t, func(cfg *Config) {
-		cfg.Now, cfg.Caller.Now = clock.Now, clock.Now
-		cfg.Recorder = discardRecorder{}
-	}, conn)
-	res, err := g.Chat(context.Background(), Request{Identity: keyIdentity(), Model: "fake-chat", Messages: []Message{userMsg("hello")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := 14 * time.Millisecond; res.Overhead != want || res.Record.Overhead != want {
-		t.Fatalf("overhead %v (record %v), want the connector's own %v", res.Overhead, res.Record.Overhead, want)
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			t.Parallel()
+			clock := newFakeClock(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+			// Long enough that part of it is checked and handed on
+			// during the attempt.
+			reply := strings.Repeat("The parcel will be replaced. ", 40)
+			conn := busyConnector{clock: clock, own: 7 * time.Millisecond, reply: reply,
+				client: timeUpstream(&http.Client{Transport: clockedUpstream{clock: clock, exchange: 30 * time.Millisecond, read: 4 * time.Millisecond}})}
+			g := newInProcessGateway(t, func(cfg *Config) {
+				cfg.Now, cfg.Caller.Now = clock.Now, clock.Now
+				cfg.Recorder = discardRecorder{}
+			}, conn)
+			req := Request{Identity: keyIdentity(), Model: "fake-chat", Messages: []Message{userMsg("hello")}}
+			var res Result
+			var err error
+			if stream {
+				var got strings.Builder
+				res, err = g.ChatStream(context.Background(), req, func(s string) error {
+					if got.Len() == 0 {
+						clock.Advance(5 * time.Millisecond) // a slow reader
+					}
+					got.WriteString(s)
+					return nil
+				})
+				if err == nil && got.String() != reply {
+					t.Fatalf("the caller got %q", got.String())
+				}
+			} else {
+				res, err = g.Chat(context.Background(), req)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := 14 * time.Millisecond; res.Overhead != want || res.Record.Overhead != want {
+				t.Fatalf("overhead %v (record %v), want the connector's own %v", res.Overhead, res.Record.Overhead, want)
+			}
+		})
 	}
 }
