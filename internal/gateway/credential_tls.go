@@ -244,9 +244,13 @@ func hardenedClient(base *http.Client) *http.Client {
 // edit, still speaking HTTP/2 where t would have: Go turns automatic
 // HTTP/2 off for a transport with its own TLS configuration.
 func cloneTransportTLS(t *http.Transport, edit func(*tls.Config)) *http.Transport {
-	automaticHTTP2 := t.Protocols == nil && t.TLSNextProto == nil && t.TLSClientConfig == nil &&
-		t.DialContext == nil && t.DialTLSContext == nil
+	// Clone first: it runs t's lazy HTTP/2 set-up, once, which writes t's
+	// TLS fields; reading them before would race with another goroutine's
+	// first use of t (http.DefaultTransport is everyone's).
 	out := t.Clone()
+	// The set-up made HTTP/2 automatic on t when it filled in t's
+	// TLSNextProto (the clone leaves such a map out) with h2.
+	automaticHTTP2 := t.Protocols == nil && out.TLSNextProto == nil && t.TLSNextProto["h2"] != nil
 	if out.TLSClientConfig == nil {
 		out.TLSClientConfig = &tls.Config{}
 	}

@@ -559,3 +559,45 @@ func FuzzParseCABundle(f *testing.F) {
 		}
 	})
 }
+
+// A clone with Moat's TLS settings speaks HTTP/2 where its original would
+// have (Go turns automatic HTTP/2 off for a transport with a TLS
+// configuration of its own, so it is forced back on), and not where the
+// original's owner had turned it off.
+func TestCloneTransportTLSKeepsHTTP2(t *testing.T) {
+	t.Parallel()
+	dial := (&net.Dialer{}).DialContext
+	for _, tc := range []struct {
+		name  string
+		t     *http.Transport
+		force bool
+	}{
+		{"automatic", &http.Transport{}, true},
+		{"forced", &http.Transport{ForceAttemptHTTP2: true, DialContext: dial}, true},
+		{"a TLS configuration of its own", &http.Transport{TLSClientConfig: &tls.Config{}}, false},
+		{"a dialer of its own", &http.Transport{DialContext: dial}, false},
+		{"turned off", &http.Transport{TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := cloneTransportTLS(tc.t, func(cfg *tls.Config) { cfg.MinVersion = tls.VersionTLS12 })
+			if out.ForceAttemptHTTP2 != tc.force || out.TLSClientConfig.MinVersion != tls.VersionTLS12 {
+				t.Fatalf("ForceAttemptHTTP2 %v, MinVersion %x; want %v, TLS 1.2", out.ForceAttemptHTTP2, out.TLSClientConfig.MinVersion, tc.force)
+			}
+		})
+	}
+}
+
+// Cloning a transport another goroutine is using for the first time (as
+// a reload clones http.DefaultTransport while anything may use it) is
+// safe: net/http sets up HTTP/2 on first use, writing the fields a clone
+// reads (a data race the race detector reported before).
+func TestCloneTransportTLSWhileFirstUsed(t *testing.T) {
+	t.Parallel()
+	for range 20 {
+		shared := &http.Transport{}
+		var wg sync.WaitGroup
+		wg.Go(func() { shared.Clone() })
+		wg.Go(func() { cloneTransportTLS(shared, func(*tls.Config) {}) })
+		wg.Wait()
+	}
+}
