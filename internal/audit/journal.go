@@ -190,7 +190,7 @@ func (j *journal) write(frames []byte) error {
 				return err
 			}
 		}
-		if !j.writes {
+		if !j.writes { // grow may have put the journal on write(2)
 			j.copyFrames(frames)
 			return nil
 		}
