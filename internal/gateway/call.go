@@ -71,7 +71,10 @@ type Attempt struct {
 	// HTTP exchanges with it, or all of Duration for a connector that made
 	// none (see upstreamClock).
 	Waited time.Duration
-	Err    ErrClass
+	// Backoff is the wait after this attempt, before the next: the
+	// backoff, or what the upstream asked with Retry-After.
+	Backoff time.Duration
+	Err     ErrClass
 }
 
 // CallReport tells what the Call stage did; it holds no payload.
@@ -221,7 +224,10 @@ func (c *Caller) Call(ctx context.Context, chain []Target, req connectors.Reques
 				}
 				wait = max(wait, up.RetryAfter)
 			}
-			if err := c.cfg.Sleep(ctx, wait); err != nil {
+			slept := c.cfg.Now()
+			err = c.cfg.Sleep(ctx, wait)
+			rep.Attempts[len(rep.Attempts)-1].Backoff = c.cfg.Now().Sub(slept)
+			if err != nil {
 				return connectors.Response{}, rep, fmt.Errorf("gateway: call %s: waiting to retry: %w", t.Name, err)
 			}
 		}

@@ -335,7 +335,9 @@ func (c *call) finish(ctx context.Context, start time.Time, res Result, err erro
 	rec.Latency = c.g.cfg.Now().Sub(start)
 	var waited time.Duration
 	for _, a := range rec.Attempts {
-		waited += a.Waited
+		// Waiting on the upstream, or for it (a retry's backoff), is not
+		// the gateway's own time.
+		waited += a.Waited + a.Backoff
 	}
 	rec.Overhead = max(rec.Latency-waited, 0)
 	var ge *Error

@@ -163,3 +163,27 @@ func TestOverheadHoldsTheConnectorsOwnWork(t *testing.T) {
 		})
 	}
 }
+
+// The wait before a retry (a backoff, or the upstream's Retry-After) is not
+// the gateway's own time either.
+func TestOverheadLeavesOutTheBackoff(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+	conn := &scripted{script: []error{upErr(connectors.ErrUnavailable, 2*time.Second), nil},
+		onCall: func() { clock.Advance(3 * time.Millisecond) }}
+	g := newInProcessGateway(t, func(cfg *Config) {
+		cfg.Now, cfg.Caller.Now = clock.Now, clock.Now
+		cfg.Caller.Sleep = func(_ context.Context, d time.Duration) error { clock.Advance(d); return nil }
+		cfg.Recorder = discardRecorder{}
+	}, conn)
+	res, err := g.Chat(context.Background(), Request{Identity: keyIdentity(), Model: "fake-chat", Messages: []Message{userMsg("hello")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := res.Record.Attempts; len(a) != 2 || a[0].Backoff != 2*time.Second || a[1].Backoff != 0 {
+		t.Fatalf("attempts %+v: want two, the first followed by the 2s the upstream asked for", a)
+	}
+	if res.Overhead != 0 || res.Record.Latency != 2*time.Second+6*time.Millisecond {
+		t.Fatalf("overhead %v of %v; want none: the clock moved only in the connector and the backoff", res.Overhead, res.Record.Latency)
+	}
+}
