@@ -105,7 +105,7 @@ type Result struct {
 	Record   Record
 	// Overhead is Record.Overhead plus the time writing the record took,
 	// which the record itself cannot hold: the gateway's whole time on the
-	// call, less the time spent waiting on upstreams.
+	// call, less the time spent waiting (as Record.Overhead).
 	Overhead time.Duration
 }
 
@@ -139,7 +139,9 @@ type Record struct {
 	CostMicros   int64            `json:"costMicros"`
 	Attempts     []Attempt        `json:"attempts,omitempty"`
 	Latency      time.Duration    `json:"latency"`
-	// Overhead is Latency less the time spent waiting on upstreams.
+	// Overhead is Latency less the time spent waiting: on upstreams (their
+	// HTTP exchanges, or the whole of an in-process model's answer), before
+	// retries, and in a stream on the caller (see Attempt).
 	Overhead time.Duration `json:"overhead"`
 	// Outcome is "ok" or the Code of the call's Error.
 	Outcome string `json:"outcome"`
