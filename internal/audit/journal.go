@@ -281,10 +281,9 @@ func (j *journal) reset() (io.Closer, error) {
 	return old, nil
 }
 
-// Close closes a journal reset left behind.
-func (j *journal) Close() error { return j.close() }
-
-func (j *journal) close() error {
+// Close unmaps and closes the journal's file; reset hands the old one to
+// its caller as an io.Closer.
+func (j *journal) Close() error {
 	var err error
 	if j.mem != nil {
 		err = unmapJournal(j.mem)

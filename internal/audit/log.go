@@ -213,7 +213,7 @@ func Open(ctx context.Context, st store.Store, signer note.Signer, hmacKey []byt
 				started.stop(time.Second)
 			}
 			if l.journal != nil {
-				l.journal.close()
+				l.journal.Close()
 			}
 			return nil, err
 		}

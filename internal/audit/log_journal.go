@@ -39,7 +39,7 @@ func (l *Log) openJournal(ctx context.Context) error {
 		recs = recs[1:]
 	}
 	if len(recs) > 0 && recs[0].Seq != size {
-		j.close()
+		j.Close()
 		return fmt.Errorf("%w: the journal %s goes on from record %d, but the database holds records up to %d", ErrTampered, j.path, recs[0].Seq, size)
 	}
 	for len(recs) > 0 {
@@ -50,14 +50,14 @@ func (l *Log) openJournal(ctx context.Context) error {
 			deadline = time.Now().Add(l.opts.Timeout)
 		}
 		if err := l.write([]*request{req}, n, false, deadline); err != nil {
-			j.close()
+			j.Close()
 			return fmt.Errorf("audit: open: commit the records left in journal %s: %w", j.path, err)
 		}
 		recs = recs[n:]
 	}
 	old, err := j.reset()
 	if err != nil {
-		j.close()
+		j.Close()
 		return err
 	}
 	old.Close()
@@ -174,7 +174,7 @@ func (l *Log) runJournaled() {
 			if err := l.drain(true); err != nil {
 				l.err = fmt.Errorf("audit: close: %w; the journal keeps the records for the next start", err)
 			}
-			if err := l.journal.close(); err != nil && l.err == nil {
+			if err := l.journal.Close(); err != nil && l.err == nil {
 				l.err = fmt.Errorf("audit: close journal: %w", err)
 			}
 			return
