@@ -225,10 +225,10 @@ func (c *Caller) Call(ctx context.Context, chain []Target, req connectors.Reques
 				wait = max(wait, up.RetryAfter)
 			}
 			slept := c.cfg.Now()
-			err = c.cfg.Sleep(ctx, wait)
+			serr := c.cfg.Sleep(ctx, wait)
 			rep.Attempts[len(rep.Attempts)-1].Backoff = c.cfg.Now().Sub(slept)
-			if err != nil {
-				return connectors.Response{}, rep, fmt.Errorf("gateway: call %s: waiting to retry: %w", t.Name, err)
+			if serr != nil {
+				return connectors.Response{}, rep, fmt.Errorf("gateway: call %s: waiting to retry: %w", t.Name, serr)
 			}
 		}
 	}
