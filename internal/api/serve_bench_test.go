@@ -30,7 +30,11 @@ import (
 //	go test -run '^$' -bench BenchmarkServeOverhead -benchtime 20000x ./internal/api/
 //
 // The target is Moat's added latency at most 1.5 times the proxy's:
-// ratio-p50 and ratio-p99 are (moat − direct) / (proxy − direct).
+// ratio-p50 and ratio-p99 are (moat − direct) / (proxy − direct). For each
+// path, hop-cpu is the CPU time per request of the process it adds (for
+// direct, the upstream) and hop-wait the time that process's threads waited
+// for a CPU while runnable. MOAT_BENCH_SERVE_GOMAXPROCS sets GOMAXPROCS for
+// moat serve alone.
 // BenchmarkGatewayOverhead, with everything in one process, isolates the
 // gateway's own cost better; this one is the deployment as it runs.
 func BenchmarkServeOverhead(b *testing.B) {
@@ -50,11 +54,12 @@ func BenchmarkServeOverhead(b *testing.B) {
 	// CPU time per request is what that hop costs.
 	hops := map[string]*exec.Cmd{"direct": upstream.cmd, "proxy": proxy.cmd, "moat": moat.cmd}
 	checkAndWarm(b, loads)
-	hopCPU := map[string]time.Duration{}
+	hopCPU, hopWait := map[string]time.Duration{}, map[string]time.Duration{}
 	runRounds(b, loads, func(l *load, n int) {
-		before := processCPUOf(b, hops[l.name])
+		before, waitedBefore := processCPUOf(b, hops[l.name]), threadWaits(hops[l.name].Process.Pid)
 		l.run(n)
 		hopCPU[l.name] += processCPUOf(b, hops[l.name]) - before
+		hopWait[l.name] += waitedSince(threadWaits(hops[l.name].Process.Pid), waitedBefore)
 	})
 
 	failOnErrors(b, loads)
@@ -77,6 +82,7 @@ func BenchmarkServeOverhead(b *testing.B) {
 	reportLateness(b, loads)
 	for _, l := range loads {
 		b.ReportMetric(float64(hopCPU[l.name])/float64(time.Microsecond)/float64(len(l.latencies)), l.name+"-hop-cpu-µs/req")
+		b.ReportMetric(float64(hopWait[l.name])/float64(time.Microsecond)/float64(len(l.latencies)), l.name+"-hop-wait-µs/req")
 	}
 }
 
@@ -187,6 +193,11 @@ chain:
 	defer log.Close()
 	cmd := exec.Command(bin, "serve", "--data-dir", data, "--addr", addr, "--apply", resources, "--allow-private-egress")
 	cmd.Env = append(os.Environ(), "MOAT_BENCH_KEY=not-checked-by-the-fake")
+	// MOAT_BENCH_SERVE_GOMAXPROCS sets GOMAXPROCS for moat serve alone, not
+	// for the load, the upstream or the proxy.
+	if procs := os.Getenv("MOAT_BENCH_SERVE_GOMAXPROCS"); procs != "" {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+procs)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	exited := stopWith(b, cmd, os.Interrupt)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -253,4 +264,52 @@ func processCPUOf(b *testing.B, cmd *exec.Cmd) time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// threadWaits is, for each thread of process pid, how long it has waited
+// runnable for a CPU (the second field of /proc/PID/task/TID/schedstat, in
+// nanoseconds). On a machine whose cores the load, the upstream and Moat
+// share, a call's time in Moat is its CPU time plus this wait. It is empty
+// where the kernel keeps no schedstat.
+func threadWaits(pid int) map[string]time.Duration {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, _ := os.ReadDir(dir)
+	waits := make(map[string]time.Duration, len(tasks))
+	for _, t := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread has exited
+		}
+		if fields := strings.Fields(string(stat)); len(fields) >= 2 {
+			if ns, err := strconv.ParseInt(fields[1], 10, 64); err == nil {
+				waits[t.Name()] = time.Duration(ns)
+			}
+		}
+	}
+	return waits
+}
+
+// waitedSince is how much the threads in now waited since before; a thread
+// that exited in between is missed, one that started counts from zero.
+func waitedSince(now, before map[string]time.Duration) time.Duration {
+	var sum time.Duration
+	for tid, w := range now {
+		sum += w - before[tid]
+	}
+	return sum
+}
+
+func TestThreadWaits(t *testing.T) {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d/schedstat", os.Getpid(), os.Getpid())); err != nil {
+		t.Skip("the kernel keeps no schedstat here:", err)
+	}
+	waits := threadWaits(os.Getpid())
+	if _, ok := waits[strconv.Itoa(os.Getpid())]; !ok {
+		t.Fatalf("no wait read for the main thread %d: %v", os.Getpid(), waits)
+	}
+	before := map[string]time.Duration{"1": 5, "2": 7, "gone": 100}
+	now := map[string]time.Duration{"1": 8, "2": 7, "new": 4}
+	if got := waitedSince(now, before); got != 3+0+4 {
+		t.Errorf("waitedSince = %v, want 7ns: thread 1's 3, thread 2's 0, the new thread's 4, the exited one left out", got)
+	}
 }
