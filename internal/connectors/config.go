@@ -39,3 +39,26 @@ func HTTPClientOr(hc *http.Client) *http.Client {
 	}
 	return &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 }
+
+// sdkTelemetryHeaders are headers the vendors' Go SDKs add to every request
+// that tell the vendor about the machine Moat runs on (its OS, architecture,
+// Go version, SDK version) and about the SDK's own retries and timeout,
+// which Moat does not run (the gateway retries). In canonical form.
+var sdkTelemetryHeaders = func() []string {
+	names := []string{
+		"X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch",
+		"X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout",
+	}
+	for i, n := range names {
+		names[i] = http.CanonicalHeaderKey(n)
+	}
+	return names
+}()
+
+// DropSDKTelemetry removes those headers from h: no upstream needs them to
+// answer, so they do not leave.
+func DropSDKTelemetry(h http.Header) {
+	for _, name := range sdkTelemetryHeaders {
+		delete(h, name)
+	}
+}

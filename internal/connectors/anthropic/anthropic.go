@@ -70,12 +70,20 @@ func New(cfg Config) (*Connector, error) {
 		option.WithBaseURL(strings.TrimSuffix(base, "/") + "/"),
 		option.WithHTTPClient(hc),
 		option.WithMaxRetries(0),
+		option.WithMiddleware(dropTelemetry),
 	}
 	if cfg.APIKey != "" {
 		opts = append(opts, option.WithAPIKey(cfg.APIKey))
 	}
 	client := sdk.NewClient(opts...)
 	return &Connector{messages: client.Messages, timeout: timeout}, nil
+}
+
+// dropTelemetry keeps the SDK's telemetry headers from the upstream
+// (connectors.DropSDKTelemetry).
+func dropTelemetry(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+	connectors.DropSDKTelemetry(req.Header)
+	return next(req)
 }
 
 // Kind is "anthropic".

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -44,4 +45,21 @@ type writeCounter struct {
 func (c writeCounter) Write(p []byte) (int, error) {
 	c.writes.Add(1)
 	return c.Conn.Write(p)
+}
+
+// CheckHeadersSent fails t if got, the headers an upstream received, holds
+// any SDK telemetry header (connectors.DropSDKTelemetry) or lacks any of
+// need.
+func CheckHeadersSent(t *testing.T, got http.Header, need ...string) {
+	t.Helper()
+	for name := range got {
+		if strings.HasPrefix(name, "X-Stainless") {
+			t.Errorf("header %s: %q reached the upstream", name, got.Get(name))
+		}
+	}
+	for _, name := range need {
+		if got.Get(name) == "" {
+			t.Errorf("header %s is missing", name)
+		}
+	}
 }

@@ -402,3 +402,37 @@ func TestChatSendsRequestInOneWrite(t *testing.T) {
 		}
 	})
 }
+
+// The upstream learns nothing of the machine Moat runs on: the SDK's
+// telemetry headers are dropped from plain and streamed calls alike, and
+// what the upstream needs is still sent.
+func TestSendsNoTelemetryHeaders(t *testing.T) {
+	t.Parallel()
+	calls := map[string]struct {
+		answer http.HandlerFunc
+		call   func(*Connector) error
+	}{
+		"chat": {jsonAnswer(200, completion("ok")), func(c *Connector) error {
+			_, err := c.Chat(context.Background(), request())
+			return err
+		}},
+		"stream": {sse(false, chunkEvent("ok", "stop")), func(c *Connector) error {
+			_, err := collect(c, request())
+			return err
+		}},
+	}
+	for name, tc := range calls {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var got http.Header
+			_, c := newFake(t, func(w http.ResponseWriter, r *http.Request) {
+				got = r.Header.Clone()
+				tc.answer(w, r)
+			})
+			if err := tc.call(c); err != nil {
+				t.Fatal(err)
+			}
+			connectorstest.CheckHeadersSent(t, got, "Authorization", "Content-Type", "Accept", "User-Agent")
+		})
+	}
+}
