@@ -339,6 +339,32 @@ var credentialWords = []string{
 	"cookie", "signature", "salt",
 }
 
+// credentialWordsByFirst lists, for each byte, the credentialWords (as
+// indices) that start with it.
+var credentialWordsByFirst = func() (t [256][]uint8) {
+	for k, w := range credentialWords {
+		t[w[0]] = append(t[w[0]], uint8(k))
+	}
+	return t
+}()
+
+// credentialWord returns the first of credentialWords, in their order,
+// that the lower-case name holds, or "".
+func credentialWord(name []byte) string {
+	best := len(credentialWords)
+	for j, c := range name {
+		for _, k := range credentialWordsByFirst[c] {
+			if w := credentialWords[k]; int(k) < best && len(name)-j >= len(w) && string(name[j:j+len(w)]) == w {
+				best = int(k)
+			}
+		}
+	}
+	if best == len(credentialWords) {
+		return ""
+	}
+	return credentialWords[best]
+}
+
 // secretAssignment: at '=' or ':', a credential-named field on the left and
 // a high-entropy value on the right: `password = "…"`, `api_key: …`,
 // `"client_secret": "…"`, `Authorization: Bearer …`.
@@ -358,17 +384,21 @@ func secretAssignment(text string, i int, emit func(span)) {
 	if ne-l < 3 {
 		return
 	}
-	name := strings.ToLower(text[l:ne])
-	word := ""
-	for _, w := range credentialWords {
-		if strings.Contains(name, w) {
-			word = w
-			break
+	// The name is ASCII (token bytes and dots) and at most 48 bytes: it is
+	// lowered on the stack, as most names at a ':' in prose hold no
+	// credential word and are dropped here.
+	var lowered [48]byte
+	lower := lowered[:copy(lowered[:], text[l:ne])]
+	for k, c := range lower {
+		if 'A' <= c && c <= 'Z' {
+			lower[k] = c + 'a' - 'A'
 		}
 	}
+	word := credentialWord(lower)
 	if word == "" {
 		return
 	}
+	name := string(lower)
 	// Right: skip '=' of ":=" and "=>", spaces, an opening quote, "Bearer ".
 	r := i + 1
 	if r < len(text) && (text[r] == '=' || text[r] == '>') {

@@ -233,3 +233,29 @@ func FuzzSecrets(f *testing.F) {
 		}
 	})
 }
+
+// credentialWord finds what the first of credentialWords to be contained
+// in the name is, as a search of each word in turn would.
+func TestCredentialWord(t *testing.T) {
+	t.Parallel()
+	firstContained := func(name string) string {
+		for _, w := range credentialWords {
+			if strings.Contains(name, w) {
+				return w
+			}
+		}
+		return ""
+	}
+	names := []string{"", "note", "x", "db.password", "sessionpassword", "my_session_token", "aut", "auth",
+		"pwdkey", "client_secret", "api-key", "apikeys", "private_key_id", "salty", "the.cookie.jar", "bearertoken"}
+	for _, a := range credentialWords {
+		for _, b := range credentialWords {
+			names = append(names, a+b, "x"+a+"_"+b, b[:len(b)-1]+a)
+		}
+	}
+	for _, name := range names {
+		if got, want := credentialWord([]byte(name)), firstContained(name); got != want {
+			t.Errorf("credentialWord(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
