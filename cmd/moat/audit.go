@@ -160,7 +160,8 @@ func newAuditVerifyCmd() *cobra.Command {
 			fmt.Fprintf(out, "audit log intact: records %d..%d (%d), %d checkpoints verified, the newest covering %d records\n",
 				rep.From, end-1, rep.Records, rep.Checkpoints, rep.Covered)
 			if rep.Covered < end {
-				fmt.Fprintf(out, "note: records %d..%d are not yet covered by a signed checkpoint (one is signed every N records, T seconds and on shutdown)\n", max(rep.Covered, rep.From), end-1)
+				fmt.Fprintf(out, "note: records %d..%d are not yet covered by a signed checkpoint (moat serve signs one once %d records follow the last, %v after the last, and when it stops)\n",
+					max(rep.Covered, rep.From), end-1, audit.DefaultCheckpointEvery, audit.DefaultCheckpointInterval)
 			}
 			if src.file == "" && src.databaseURL == "" {
 				journal := filepath.Join(src.dataDir, audit.JournalFile)

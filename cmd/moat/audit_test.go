@@ -5,12 +5,14 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/detect"
@@ -367,5 +369,26 @@ func TestAuditVerifyNotesJournaledRecords(t *testing.T) {
 	out, errOut, code := moat(t, "audit", "verify", "--data-dir", dir)
 	if code != 0 || !strings.Contains(out, "records 0..24 (25)") || !strings.Contains(out, "records 25..26 are in "+filepath.Join(dir, audit.JournalFile)) {
 		t.Fatalf("verify: code %d\n%s%s", code, out, errOut)
+	}
+}
+
+// Records committed since the newest checkpoint verify, and the note says
+// when moat serve will sign one that covers them.
+func TestAuditVerifyNotesUncoveredRecords(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l, closeLog := openDirAudit(t, dir, nil, audit.Options{CheckpointInterval: time.Hour})
+	defer closeLog()
+	for _, r := range []string{"a", "b", "c"} {
+		if _, err := l.Append(context.Background(),
+			audit.Record{Actor: "user:ana", Action: "secret.read", Resource: "secret/prod/" + r, Outcome: audit.OK}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := moat(t, "audit", "verify", "--data-dir", dir)
+	want := fmt.Sprintf("note: records 0..2 are not yet covered by a signed checkpoint (moat serve signs one once %d records follow the last, %v after the last, and when it stops)",
+		audit.DefaultCheckpointEvery, audit.DefaultCheckpointInterval)
+	if code != 0 || !strings.Contains(out, "records 0..2 (3), 0 checkpoints verified") || !strings.Contains(out, want) {
+		t.Fatalf("verify: code %d\n%s%s\nwant the note %q", code, out, errOut, want)
 	}
 }

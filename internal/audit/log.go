@@ -17,13 +17,21 @@ import (
 	"github.com/moatproject/moat/internal/store"
 )
 
+// When a Log signs a checkpoint unless its Options say otherwise: once
+// DefaultCheckpointEvery records follow the last one, DefaultCheckpointInterval
+// after the last one if any record is new, and when it closes.
+const (
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = 10 * time.Second
+)
+
 // Options tune a Log. Zero values take the defaults.
 type Options struct {
 	// CheckpointEvery signs a checkpoint once this many records follow the
-	// last one (default 1000).
+	// last one (default DefaultCheckpointEvery).
 	CheckpointEvery int64
 	// CheckpointInterval signs a checkpoint of any new records this long
-	// after the last one (default 10 s).
+	// after the last one (default DefaultCheckpointInterval).
 	CheckpointInterval time.Duration
 	// Timeout bounds an Append, from the call until its records are
 	// committed (and accepted by every required sink); default 2 s. Past it
@@ -64,10 +72,10 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.CheckpointEvery <= 0 {
-		o.CheckpointEvery = 1000
+		o.CheckpointEvery = DefaultCheckpointEvery
 	}
 	if o.CheckpointInterval <= 0 {
-		o.CheckpointInterval = 10 * time.Second
+		o.CheckpointInterval = DefaultCheckpointInterval
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
