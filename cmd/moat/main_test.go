@@ -87,6 +87,11 @@ func TestRunPrintsTheFinishedRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("code %d\n%s", code, errOut)
 	}
+	// The temporary data dir is gone when the run ends, and with it the
+	// vault's key file: no warning about keeping that file safe.
+	if errOut != "" {
+		t.Errorf("a successful run wrote to stderr:\n%s", errOut)
+	}
 	var run struct {
 		Status string
 		Output map[string]any

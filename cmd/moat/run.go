@@ -42,7 +42,7 @@ func newRunCmd() *cobra.Command {
 					return err
 				}
 				defer os.RemoveAll(dir)
-				c.DataDir = dir
+				c.DataDir, c.TemporaryDataDir = dir, true
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -14,10 +14,14 @@ import (
 
 // Config is everything `moat serve` and `moat run` need.
 type Config struct {
-	Addr        string // listen address; loopback by default
-	DataDir     string // holds moat.db, bootstrap.token and the lock
-	DatabaseURL string // postgres://… to use Postgres instead of SQLite
-	Environment string // dev, staging or prod
+	Addr    string // listen address; loopback by default
+	DataDir string // holds moat.db, bootstrap.token and the lock
+	// TemporaryDataDir says DataDir is removed when the command ends
+	// (`moat run` without --data-dir): nothing in it outlives the process,
+	// so warnings about keeping it safe do not apply.
+	TemporaryDataDir bool
+	DatabaseURL      string // postgres://… to use Postgres instead of SQLite
+	Environment      string // dev, staging or prod
 	// AllowPrivateEgress lets http.request reach loopback and private
 	// networks (development only).
 	AllowPrivateEgress bool
