@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"math"
@@ -339,30 +340,25 @@ var credentialWords = []string{
 	"cookie", "signature", "salt",
 }
 
-// credentialWordsByFirst lists, for each byte, the credentialWords (as
-// indices) that start with it.
-var credentialWordsByFirst = func() (t [256][]uint8) {
+// credentialWordBytes are credentialWords as byte slices, to look for them
+// in a name lowered into a buffer without making it a string.
+var credentialWordBytes = func() [][]byte {
+	out := make([][]byte, len(credentialWords))
 	for k, w := range credentialWords {
-		t[w[0]] = append(t[w[0]], uint8(k))
+		out[k] = []byte(w)
 	}
-	return t
+	return out
 }()
 
 // credentialWord returns the first of credentialWords, in their order,
 // that the lower-case name holds, or "".
 func credentialWord(name []byte) string {
-	best := len(credentialWords)
-	for j, c := range name {
-		for _, k := range credentialWordsByFirst[c] {
-			if w := credentialWords[k]; int(k) < best && len(name)-j >= len(w) && string(name[j:j+len(w)]) == w {
-				best = int(k)
-			}
+	for k, w := range credentialWordBytes {
+		if bytes.Contains(name, w) {
+			return credentialWords[k]
 		}
 	}
-	if best == len(credentialWords) {
-		return ""
-	}
-	return credentialWords[best]
+	return ""
 }
 
 // secretAssignment: at '=' or ':', a credential-named field on the left and
@@ -385,7 +381,7 @@ func secretAssignment(text string, i int, emit func(span)) {
 		return
 	}
 	// The name is ASCII (token bytes and dots) and at most 48 bytes: it is
-	// lowered on the stack, as most names at a ':' in prose hold no
+	// lowered on the stack, as most names at a ':' or '=' hold no
 	// credential word and are dropped here.
 	var lowered [48]byte
 	lower := lowered[:copy(lowered[:], text[l:ne])]
