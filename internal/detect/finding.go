@@ -53,26 +53,24 @@ func Scan(text string) []Finding {
 	for _, scan := range scanners {
 		scan(text, sc.emit)
 	}
-	sc.kept = resolveOverlaps(sc.kept[:0], sc.spans)
-	out := toFindings(text, sc.kept)
-	if cap(sc.spans) <= maxPooledSpans && cap(sc.kept) <= maxPooledSpans {
+	out := toFindings(text, resolveOverlaps(sc.spans[:0], sc.spans))
+	if cap(sc.spans) <= maxPooledSpans {
 		// The spans' reasons are the findings' now: the scratch lets go of
 		// them and of the text before it goes back.
 		clear(sc.spans)
-		clear(sc.kept)
 		sc.text = ""
-		sc.spans, sc.kept = sc.spans[:0], sc.kept[:0]
+		sc.spans = sc.spans[:0]
 		scanScratches.Put(sc)
 	}
 	return out
 }
 
-// scanScratch holds Scan's candidate lists, reused across calls; emit is
+// scanScratch holds Scan's candidate list, reused across calls; emit is
 // bound to it once, as a closure made per call would be allocated per call.
 type scanScratch struct {
-	text        string
-	spans, kept []span
-	emit        func(span)
+	text  string
+	spans []span
+	emit  func(span)
 }
 
 var scanScratches = sync.Pool{New: func() any {
@@ -85,7 +83,7 @@ var scanScratches = sync.Pool{New: func() any {
 	return sc
 }}
 
-// maxPooledSpans bounds the candidate lists kept for reuse.
+// maxPooledSpans bounds the candidate list kept for reuse.
 const maxPooledSpans = 1024
 
 // resolveOverlaps keeps, among overlapping spans, the best one: spans are
@@ -94,7 +92,8 @@ const maxPooledSpans = 1024
 // overlaps) can affect each other, so the choice is made per cluster, and
 // the usual cluster of one span costs nothing.
 //
-// The spans kept are appended to dst; spans is reordered.
+// The spans kept are appended to dst, which may be spans[:0]: no span is
+// written before it has been read. spans is reordered.
 func resolveOverlaps(dst, spans []span) []span {
 	if len(spans) < 2 {
 		return append(dst, spans...)
@@ -151,6 +150,20 @@ func resolveOverlaps(dst, spans []span) []span {
 // toFindings converts byte offsets to code points in one pass over the text.
 func toFindings(text string, spans []span) []Finding {
 	out := make([]Finding, len(spans))
+	if ordered(spans) {
+		// Scan's spans, which overlap none: their offsets ascend as they
+		// come, and need no sorting.
+		bytePos, runes := 0, 0
+		advance := func(offset int) int {
+			runes += runeCount(text[bytePos:offset])
+			bytePos = offset
+			return runes
+		}
+		for i, s := range spans {
+			out[i] = Finding{Type: s.Type, Start: advance(s.Start), End: advance(s.End), Score: s.Score, Reasons: s.Reasons}
+		}
+		return out
+	}
 	// Offsets to convert, in ascending order, with where each goes.
 	type ref struct {
 		offset int
@@ -172,6 +185,18 @@ func toFindings(text string, spans []span) []Finding {
 		*r.dst = runes
 	}
 	return out
+}
+
+// ordered reports whether each span ends no later than the next starts.
+func ordered(spans []span) bool {
+	end := 0
+	for _, s := range spans {
+		if s.Start < end || s.End < s.Start {
+			return false
+		}
+		end = s.End
+	}
+	return true
 }
 
 // runeCount is utf8.RuneCountInString, eight bytes at a time where text is
