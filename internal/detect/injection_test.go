@@ -212,6 +212,13 @@ func FuzzInjection(f *testing.F) {
 		if a, b := fmt.Sprint(r), fmt.Sprint(Injection(text)); a != b {
 			t.Fatalf("not deterministic")
 		}
+		// The normalised text lives in a pooled buffer that the next call
+		// overwrites: no part of it may be in a result.
+		kept := fmt.Sprint(r)
+		Injection(strings.Repeat("x", len(text))) // no longer: the same buffer
+		if fmt.Sprint(r) != kept {
+			t.Fatalf("the result changed when its scratch was reused:\n%s\n%v", kept, r)
+		}
 		nm := normalize(text)
 		for i := range nm.text {
 			s, e := nm.origSpan(i, i+1)
