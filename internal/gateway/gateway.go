@@ -149,7 +149,10 @@ type Record struct {
 }
 
 // Recorder receives every Record. A call whose record cannot be written
-// fails (fail closed); the audit issue supplies the durable one.
+// fails (fail closed); AuditRecorder is the durable one. The context it is
+// given is never cancelled, as a call is recorded even when its caller has
+// gone, so a Recorder must bound its own wait (AuditRecorder's log fails an
+// append after its Options.Timeout).
 type Recorder interface {
 	Record(ctx context.Context, r Record) error
 }

@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/moatproject/moat/internal/audit"
 	"github.com/moatproject/moat/internal/connectors"
@@ -37,11 +36,6 @@ const maxRecordSubjects = 100
 // for a longer one (an erasure takes identifiers of at most 1024 bytes),
 // and a declared data item may be a whole document.
 const maxSubjectBytes = 1024
-
-// recordTimeout bounds writing a call's record. The record is written even
-// when the caller's context has ended (a cancelled call is recorded too),
-// so it runs on a context of its own.
-const recordTimeout = 10 * time.Second
 
 // requestIDEncoding is base32's standard alphabet in lower case: the
 // standard encoding, lowered, without a pass to lower it.
@@ -295,9 +289,7 @@ func writeRecord(ctx context.Context, rec Recorder, r Record) (err error) {
 			err = fmt.Errorf("gateway: record: recorder panicked (%T)", p)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	if err := rec.Record(ctx, r); err != nil {
+	if err := rec.Record(context.WithoutCancel(ctx), r); err != nil {
 		return fmt.Errorf("gateway: record: %w", err)
 	}
 	return nil
@@ -315,9 +307,7 @@ func writeStart(ctx context.Context, rec Recorder, r Record) (err error) {
 			err = fmt.Errorf("gateway: record start: recorder panicked (%T)", p)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	if err := sr.RecordStart(ctx, r); err != nil {
+	if err := sr.RecordStart(context.WithoutCancel(ctx), r); err != nil {
 		return fmt.Errorf("gateway: record start: %w", err)
 	}
 	return nil
