@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -29,6 +30,17 @@ func ResolveTimeout(kind string, timeout, def time.Duration) (time.Duration, err
 		return def, nil
 	}
 	return timeout, nil
+}
+
+// WithTimeout is context.WithTimeout, except that when ctx already ends
+// sooner (as a gateway attempt's does, under its own timeout) it returns
+// ctx itself: a derived context would end at the same moment, and cost a
+// timer and a registration with ctx on every call.
+func WithTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, timeout)
 }
 
 // HTTPClientOr returns hc, or a client of its own (never the shared

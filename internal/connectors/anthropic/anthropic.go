@@ -95,7 +95,7 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 	if err != nil {
 		return connectors.Response{}, err
 	}
-	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	callCtx, cancel := connectors.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	msg, err := c.messages.New(callCtx, params)
 	if err != nil {

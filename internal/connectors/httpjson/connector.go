@@ -168,7 +168,7 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 	if c.method != http.MethodGet && c.method != http.MethodHead {
 		body = bytes.NewReader(c.body.render(nil, v))
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := connectors.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, c.method, c.url, body)
 	if err != nil {

@@ -179,7 +179,7 @@ func (c *Connector) Chat(ctx context.Context, req connectors.Request) (connector
 	if err != nil {
 		return connectors.Response{}, err
 	}
-	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	callCtx, cancel := connectors.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var raw *http.Response
 	if err := c.client.Post(callCtx, chatPath, body, &raw); err != nil {
