@@ -5,7 +5,9 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -47,19 +49,47 @@ func (c writeCounter) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// CheckHeadersSent fails t if got, the headers an upstream received, holds
-// any SDK telemetry header (connectors.DropSDKTelemetry) or lacks any of
-// need.
-func CheckHeadersSent(t *testing.T, got http.Header, need ...string) {
+// HeaderCall is one call for CheckHeadersSent: the server answers it with
+// Answer, and Send makes it through a connector on baseURL and hc.
+type HeaderCall struct {
+	Answer http.HandlerFunc
+	Send   func(baseURL string, hc *http.Client) error
+}
+
+// CheckHeadersSent makes each call against a server of its own, and fails
+// t if the headers the server received hold an SDK telemetry header
+// (connectors.DropSDKTelemetry) or lack any of need.
+func CheckHeadersSent(t *testing.T, calls map[string]HeaderCall, need ...string) {
 	t.Helper()
-	for name := range got {
-		if strings.HasPrefix(name, "X-Stainless") {
-			t.Errorf("header %s: %q reached the upstream", name, got.Get(name))
-		}
-	}
-	for _, name := range need {
-		if got.Get(name) == "" {
-			t.Errorf("header %s is missing", name)
-		}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var (
+				mu  sync.Mutex
+				got http.Header
+			)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				got = r.Header.Clone()
+				mu.Unlock()
+				call.Answer(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			if err := call.Send(srv.URL, srv.Client()); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for name := range got {
+				if strings.HasPrefix(name, "X-Stainless") {
+					t.Errorf("header %s: %q reached the upstream", name, got.Get(name))
+				}
+			}
+			for _, name := range need {
+				if got.Get(name) == "" {
+					t.Errorf("header %s is missing", name)
+				}
+			}
+		})
 	}
 }

@@ -408,31 +408,23 @@ func TestChatSendsRequestInOneWrite(t *testing.T) {
 // what the upstream needs is still sent.
 func TestSendsNoTelemetryHeaders(t *testing.T) {
 	t.Parallel()
-	calls := map[string]struct {
-		answer http.HandlerFunc
-		call   func(*Connector) error
-	}{
-		"chat": {jsonAnswer(200, completion("ok")), func(c *Connector) error {
-			_, err := c.Chat(context.Background(), request())
-			return err
-		}},
-		"stream": {sse(false, chunkEvent("ok", "stop")), func(c *Connector) error {
-			_, err := collect(c, request())
-			return err
-		}},
+	connect := func(baseURL string, hc *http.Client) (*Connector, error) {
+		return New(Config{BaseURL: baseURL + "/v1", APIKey: testKey, HTTPClient: hc, Timeout: 5 * time.Second})
 	}
-	for name, tc := range calls {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			var got http.Header
-			_, c := newFake(t, func(w http.ResponseWriter, r *http.Request) {
-				got = r.Header.Clone()
-				tc.answer(w, r)
-			})
-			if err := tc.call(c); err != nil {
-				t.Fatal(err)
+	connectorstest.CheckHeadersSent(t, map[string]connectorstest.HeaderCall{
+		"chat": {Answer: jsonAnswer(200, completion("ok")), Send: func(baseURL string, hc *http.Client) error {
+			c, err := connect(baseURL, hc)
+			if err == nil {
+				_, err = c.Chat(context.Background(), request())
 			}
-			connectorstest.CheckHeadersSent(t, got, "Authorization", "Content-Type", "Accept", "User-Agent")
-		})
-	}
+			return err
+		}},
+		"stream": {Answer: sse(false, chunkEvent("ok", "stop")), Send: func(baseURL string, hc *http.Client) error {
+			c, err := connect(baseURL, hc)
+			if err == nil {
+				_, err = collect(c, request())
+			}
+			return err
+		}},
+	}, "Authorization", "Content-Type", "Accept", "User-Agent")
 }
