@@ -55,7 +55,8 @@ func (a *App) openAudit(ctx context.Context) error {
 // openVault opens the secrets vault. The root key comes from MOAT_VAULT_KEY
 // when it is set, otherwise from <data-dir>/vault.key (created on first
 // start, with a warning in the log that production should use another
-// source, unless the data dir is temporary). Every access to a secret's plaintext is recorded in the audit log.
+// source, unless the data dir is temporary). Every access to a secret's
+// plaintext is recorded in the audit log.
 func (a *App) openVault(ctx context.Context) error {
 	var source vault.KeySource = vault.KeyFile{Path: filepath.Join(a.Config.DataDir, vault.KeyFileName), Create: true}
 	if os.Getenv(vault.EnvVar) != "" {

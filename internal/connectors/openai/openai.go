@@ -115,10 +115,11 @@ func New(cfg Config) (*Connector, error) {
 
 // prepareAttempt readies each attempt's request for the transport. It drops
 // the SDK's telemetry headers (connectors.DropSDKTelemetry), and hands the
-// transport the request's body as the in-memory reader it is: the SDK wraps each attempt's body in a closer of its own,
-// which net/http cannot tell from a stream: it then writes the headers and
-// the body in two writes, so the upstream wakes twice for one request (on
-// the loopback of the benchmark's machine, about 20 µs more a call).
+// transport the request's body as the in-memory reader it is: the SDK wraps
+// each attempt's body in a closer of its own, which net/http cannot tell
+// from a stream, so it would write the headers and the body in two writes
+// and the upstream would wake twice for one request (on the loopback of
+// the benchmark's machine, about 20 µs more a call).
 func prepareAttempt(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
 	connectors.DropSDKTelemetry(req.Header)
 	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
