@@ -394,7 +394,6 @@ func secretAssignment(text string, i int, emit func(span)) {
 	if word == "" {
 		return
 	}
-	name := string(lower)
 	// Right: skip '=' of ":=" and "=>", spaces, an opening quote, "Bearer ".
 	r := i + 1
 	if r < len(text) && (text[r] == '=' || text[r] == '>') {
@@ -431,7 +430,7 @@ func secretAssignment(text string, i int, emit func(span)) {
 	if ent < 3.0 {
 		return
 	}
-	if (strings.Contains(name, "aws") || strings.Contains(name, "secret_access")) && len(value) == 40 {
+	if (bytes.Contains(lower, []byte("aws")) || bytes.Contains(lower, []byte("secret_access"))) && len(value) == 40 {
 		if strings.HasSuffix(value, "EXAMPLEKEY") {
 			secEmit(emit, r, end, 0.2, "aws secret access key (documentation example)")
 			return
