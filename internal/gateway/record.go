@@ -283,32 +283,30 @@ func (r *Record) addChecks(probs []CheckProblem) {
 
 // writeRecord hands the record to the recorder. A recorder that fails, or
 // panics, fails the call: no call goes unrecorded.
-func writeRecord(ctx context.Context, rec Recorder, r Record) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("gateway: record: recorder panicked (%T)", p)
-		}
-	}()
-	if err := rec.Record(context.WithoutCancel(ctx), r); err != nil {
-		return fmt.Errorf("gateway: record: %w", err)
-	}
-	return nil
+func writeRecord(ctx context.Context, rec Recorder, r Record) error {
+	return callRecorder("record", func() error { return rec.Record(context.WithoutCancel(ctx), r) })
 }
 
 // writeStart records the start of a call, when the recorder keeps starts;
 // like writeRecord, a failure or a panic fails the call.
-func writeStart(ctx context.Context, rec Recorder, r Record) (err error) {
+func writeStart(ctx context.Context, rec Recorder, r Record) error {
 	sr, ok := rec.(StartRecorder)
 	if !ok {
 		return nil
 	}
+	return callRecorder("record start", func() error { return sr.RecordStart(context.WithoutCancel(ctx), r) })
+}
+
+// callRecorder runs write, turning its error or panic into the gateway's
+// error for what it writes.
+func callRecorder(what string, write func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("gateway: record start: recorder panicked (%T)", p)
+			err = fmt.Errorf("gateway: %s: recorder panicked (%T)", what, p)
 		}
 	}()
-	if err := sr.RecordStart(context.WithoutCancel(ctx), r); err != nil {
-		return fmt.Errorf("gateway: record start: %w", err)
+	if err := write(); err != nil {
+		return fmt.Errorf("gateway: %s: %w", what, err)
 	}
 	return nil
 }
