@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -127,5 +128,46 @@ func TestRecordAddSubject(t *testing.T) {
 	}
 	if len(r.Subjects) != maxRecordSubjects {
 		t.Errorf("%d subjects, want the bound %d", len(r.Subjects), maxRecordSubjects)
+	}
+}
+
+// panickingRecorder panics, or fails with err, in Record and RecordStart.
+type panickingRecorder struct{ err error }
+
+func (p panickingRecorder) Record(context.Context, Record) error {
+	if p.err != nil {
+		return p.err
+	}
+	panic("record")
+}
+
+func (p panickingRecorder) RecordStart(ctx context.Context, r Record) error {
+	return p.Record(ctx, r)
+}
+
+// A recorder that fails or panics fails the write, naming which one; a
+// recorder that keeps no starts is not asked for one.
+func TestWriteRecordFailsClosed(t *testing.T) {
+	t.Parallel()
+	down := errors.New("store down")
+	tests := []struct {
+		name  string
+		write func(Recorder) error
+		rec   Recorder
+		want  string
+	}{
+		{"record panics", func(r Recorder) error { return writeRecord(context.Background(), r, Record{}) }, panickingRecorder{}, "gateway: record: recorder panicked (string)"},
+		{"record fails", func(r Recorder) error { return writeRecord(context.Background(), r, Record{}) }, panickingRecorder{err: down}, "gateway: record: store down"},
+		{"start panics", func(r Recorder) error { return writeStart(context.Background(), r, Record{}) }, panickingRecorder{}, "gateway: record start: recorder panicked (string)"},
+		{"start fails", func(r Recorder) error { return writeStart(context.Background(), r, Record{}) }, panickingRecorder{err: down}, "gateway: record start: store down"},
+	}
+	for _, tc := range tests {
+		err := tc.write(tc.rec)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if err := writeStart(context.Background(), &memRecorder{fail: down}, Record{}); err != nil {
+		t.Errorf("a recorder without starts was asked for one: %v", err)
 	}
 }
