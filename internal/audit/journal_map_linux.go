@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // On Linux the journal is written through a shared mapping of its file:
@@ -31,6 +33,10 @@ func mapJournal(f *os.File, size int) ([]byte, error) {
 }
 
 func unmapJournal(mem []byte) error { return syscall.Munmap(mem) }
+
+// faultInForWrite faults mem's pages in writable, as a write to each
+// would, without changing what they hold (MADV_POPULATE_WRITE, Linux 5.14).
+func faultInForWrite(mem []byte) error { return unix.Madvise(mem, unix.MADV_POPULATE_WRITE) }
 
 // cannotMap says err is a file system's refusal to allocate or map a
 // file, after which the journal falls back to write(2).

@@ -14,4 +14,5 @@ const canMapJournal = false
 func allocateJournal(*os.File, int64) error    { return errors.ErrUnsupported }
 func mapJournal(*os.File, int) ([]byte, error) { return nil, errors.ErrUnsupported }
 func unmapJournal([]byte) error                { return nil }
+func faultInForWrite([]byte) error             { return errors.ErrUnsupported }
 func cannotMap(error) bool                     { return true }

@@ -165,6 +165,7 @@ func (l *Log) runJournaled() {
 				gather.Stop()
 			}
 			l.drain(false)
+			l.faultAhead()
 		case <-tick.C:
 			l.drain(false)
 		case <-l.closing:
@@ -229,6 +230,16 @@ func (l *Log) drain(closing bool) error {
 		old.Close()
 	}
 	return err
+}
+
+// faultAhead readies the journal's next pages for appenders, a step at a
+// time, letting them in between.
+func (l *Log) faultAhead() {
+	for more := true; more; {
+		l.mu.Lock()
+		more = !l.closed && l.journal.faultAhead()
+		l.mu.Unlock()
+	}
 }
 
 // commitJournaled hashes recs, which continue the database's tree, and
