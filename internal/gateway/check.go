@@ -45,12 +45,11 @@ type Checker struct {
 	// Tokens is the run's tokenizer: token-shaped strings it never issued
 	// are problems. Nil means the run issued none.
 	Tokens *Tokenizer
-	// Prompt is the prompt as sent, after transformation: PII the gateway
-	// tokenised or redacted is not in it.
-	Prompt string
-	// PromptFindings are detect.Scan's findings of Prompt; if nil, Check
-	// scans Prompt itself.
-	PromptFindings []detect.Finding
+	// Prompt is the prompt as sent, after transformation, in the pieces it
+	// was sent as (each message, each example): PII the gateway tokenised
+	// or redacted is not in it. It is joined and scanned only for an answer
+	// that holds personal data, which most do not.
+	Prompt []string
 
 	once       sync.Once
 	promptKeys map[string]bool // normalised texts of the prompt's PII
@@ -210,17 +209,14 @@ func (c *Checker) checkFindings(answer string, probs *problemList) []detect.Find
 }
 
 func (c *Checker) indexPrompt() {
-	fs := c.PromptFindings
-	if fs == nil {
-		fs = detect.Scan(c.Prompt)
-	}
+	prompt := strings.Join(c.Prompt, "\n")
 	c.promptKeys = map[string]bool{}
-	for _, t := range findingTexts(c.Prompt, fs) {
+	for _, t := range findingTexts(prompt, detect.Scan(prompt)) {
 		if k := piiKey(t); k != "" {
 			c.promptKeys[k] = true
 		}
 	}
-	c.promptNorm = piiKey(c.Prompt)
+	c.promptNorm = piiKey(prompt)
 }
 
 // minSubstringKey is the shortest normalised value that counts as in the

@@ -216,7 +216,7 @@ func TestCheckNewPII(t *testing.T) {
 	tok := NewTokenizer()
 	card := tok.Token("pii.card", "4111 1111 1111 1111")
 	prompt := "Summarise: Bob Stone (bob@example.org, +44 20 7946 0958) asked about card " + card + "."
-	c := &Checker{Prompt: prompt, Tokens: tok}
+	c := &Checker{Prompt: []string{"You are a summariser.", prompt}, Tokens: tok}
 
 	r := mustCheck(t, c, "BOB@example.org asked about card "+card+"; call +442079460958.")
 	if !r.OK {
@@ -237,20 +237,13 @@ func TestCheckNewPII(t *testing.T) {
 		t.Errorf("finding span %+v", f)
 	}
 	noValues(t, r, "carol@example.net", "4111", "bob@example.org")
-
-	// Given findings are used as they are: none given, nothing from the
-	// prompt counts as seen but what occurs in it.
-	c2 := &Checker{Prompt: prompt, PromptFindings: nil}
-	if r := mustCheck(t, c2, "bob@example.org"); !r.OK {
-		t.Errorf("%+v", r.Problems)
-	}
 }
 
 func TestCheckSecrets(t *testing.T) {
 	t.Parallel()
 	key := "AKIA" + "Z3QX7RT2LMN4PQ5W"
 	// Even a secret that was in the prompt may not come back.
-	c := &Checker{Prompt: "key " + key}
+	c := &Checker{Prompt: []string{"key " + key}}
 	r := mustCheck(t, c, "Use AWS_ACCESS_KEY_ID="+key+" to log in.")
 	if r.OK || kinds(r)["secret"] != 1 || r.Problems[0].Finding == nil {
 		t.Fatalf("%+v", r.Problems)
@@ -297,7 +290,7 @@ func TestCheckCapsProblemsPerKind(t *testing.T) {
 func TestCheckCombined(t *testing.T) {
 	t.Parallel()
 	can := NewCanary()
-	c := &Checker{Schema: compileTestSchema(t, personSchema), MaxAnswerBytes: 1000, Canary: can, Tokens: NewTokenizer(), Prompt: "Extract the person."}
+	c := &Checker{Schema: compileTestSchema(t, personSchema), MaxAnswerBytes: 1000, Canary: can, Tokens: NewTokenizer(), Prompt: []string{"Extract the person."}}
 	r := mustCheck(t, c, `{"name": "`+can.Marker()+`", "age": 1}`)
 	if r.OK || kinds(r)["canary"] != 1 || kinds(r)["schema"] != 0 {
 		t.Errorf("%+v", r.Problems)

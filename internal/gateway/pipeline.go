@@ -181,14 +181,14 @@ type call struct {
 	stage string             // the stage running, for errors and panics
 	rec   Record
 
-	route  Route
-	schema *jsonschema.Schema
-	units  []*unit
-	tokens *Tokenizer
-	canary Canary
-	gate   *streamGate
-	sent   []connectors.Message
-	prompt string // everything sent, joined, as the answer check reads it
+	route    Route
+	schema   *jsonschema.Schema
+	units    []*unit
+	tokens   *Tokenizer
+	canary   Canary
+	gate     *streamGate
+	sent     []connectors.Message
+	examples []string // the examples' texts, as sent
 }
 
 // stages runs the stages in order; a panic in any of them fails the call

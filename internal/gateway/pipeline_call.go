@@ -37,13 +37,17 @@ func estimateTokens(req connectors.Request) int {
 }
 
 func (c *call) newChecker() *Checker {
+	prompt := make([]string, 0, len(c.sent)+len(c.examples))
+	for _, m := range c.sent {
+		prompt = append(prompt, m.Content)
+	}
 	return &Checker{
 		Schema:         c.schema,
 		Labels:         c.req.Labels,
 		MaxAnswerBytes: maxAnswerBytes,
 		Canary:         c.canary,
 		Tokens:         c.tokens,
-		Prompt:         c.prompt,
+		Prompt:         append(prompt, c.examples...),
 	}
 }
 
@@ -81,7 +85,6 @@ func (c *call) callAndCheck(ctx context.Context, creq connectors.Request) (conne
 		connectors.Message{Role: connectors.Assistant, Content: resp.Content},
 		connectors.Message{Role: connectors.User, Content: repair})
 	c.sent = again.Messages
-	c.prompt += resp.Content + "\n" + repair + "\n"
 	resp, err = c.limitAndCall(ctx, again)
 	if err != nil {
 		return connectors.Response{}, CheckResult{}, err

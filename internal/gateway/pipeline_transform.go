@@ -393,27 +393,10 @@ func (c *call) build() connectors.Request {
 		MaxTokens:   req.MaxTokens,
 		Temperature: req.Temperature,
 	}
-	// The prompt is sized once: grown piece by piece, it was copied over
-	// and over on its way to a few kilobytes.
-	size := 0
-	for _, m := range sent {
-		size += len(m.Content) + 1
-	}
-	for _, u := range examples {
-		size += len(u.out) + 1
-	}
-	var prompt strings.Builder
-	prompt.Grow(size)
-	for _, m := range sent {
-		prompt.WriteString(m.Content)
-		prompt.WriteByte('\n')
-	}
 	for _, u := range examples {
 		out.Examples = append(out.Examples, connectors.Example{Text: u.out, Label: req.Examples[u.index].Label})
-		prompt.WriteString(u.out)
-		prompt.WriteByte('\n')
+		c.examples = append(c.examples, u.out)
 	}
 	c.sent = sent
-	c.prompt = prompt.String()
 	return out
 }
