@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/moatproject/moat/internal/jsontext"
 )
 
 // DetailsSource writes a record's details itself (Record.DetailsFrom), for
@@ -103,7 +105,7 @@ func (w *DetailsWriter) Key(k string) {
 	}
 	l.n++
 	l.lastKey, l.keyed = k, true
-	w.b = appendJSONString(w.b, k)
+	w.b = jsontext.AppendString(w.b, k, true) // valid UTF-8, checked above
 	w.b = append(w.b, ':')
 }
 
