@@ -46,17 +46,7 @@ func benchRequest() connectors.Request {
 // alone, so the difference is what the SDK and the connector add.
 func BenchmarkChat(b *testing.B) {
 	srv := benchServer(b)
-	c, err := New(Config{BaseURL: srv.URL + "/v1", APIKey: "sk-bench", HTTPClient: srv.Client()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := benchRequest()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Chat(context.Background(), req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchChat(b, Config{BaseURL: srv.URL + "/v1", APIKey: "sk-bench", HTTPClient: srv.Client()})
 }
 
 // BenchmarkChatInMemory is one call through the connector with a transport
@@ -71,7 +61,12 @@ func BenchmarkChatInMemory(b *testing.B) {
 			Header:        http.Header{"Content-Type": {"application/json"}},
 			ContentLength: int64(len(benchAnswer)), Body: io.NopCloser(bytes.NewReader(benchAnswer)), Request: req}, nil
 	}
-	c, err := New(Config{BaseURL: "http://127.0.0.1:1/v1", APIKey: "sk-bench", HTTPClient: &http.Client{Transport: roundTripFunc(answer)}})
+	benchChat(b, Config{BaseURL: "http://127.0.0.1:1/v1", APIKey: "sk-bench", HTTPClient: &http.Client{Transport: roundTripFunc(answer)}})
+}
+
+// benchChat sends benchRequest through a connector configured with cfg.
+func benchChat(b *testing.B, cfg Config) {
+	c, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
