@@ -106,15 +106,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		{name: "moat", client: client, url: s.URL + path, token: e2eToken, body: body},
 		{name: "audited", client: client, url: audited.URL + path, token: e2eToken, body: body},
 	}
-	// MOAT_BENCH_ONLY=<path> offers all the load to that one path, to
-	// profile it alone; its figures then show under every path's name.
-	if only := os.Getenv("MOAT_BENCH_ONLY"); only != "" {
-		i := slices.IndexFunc(loads, func(l *load) bool { return l.name == only })
-		if i < 0 {
-			b.Fatalf("MOAT_BENCH_ONLY=%q names no path: direct, proxy, moat or audited", only)
-		}
-		loads = []*load{loads[i], loads[i], loads[i], loads[i]}
-	}
+	loads = onlyPath(b, loads)
 	checkAndWarm(b, loads)
 	runRounds(b, loads, func(l *load, n int) { l.run(n) })
 
@@ -410,6 +402,25 @@ func runRounds(b *testing.B, loads []*load, run func(l *load, n int)) {
 		}
 	}
 	b.StopTimer()
+}
+
+// onlyPath, when MOAT_BENCH_ONLY names one of loads' paths, offers all the
+// load to that path, to profile it alone: every entry of the list it
+// returns is that path, and its figures show under every path's name.
+func onlyPath(b *testing.B, loads []*load) []*load {
+	only := os.Getenv("MOAT_BENCH_ONLY")
+	if only == "" {
+		return loads
+	}
+	i := slices.IndexFunc(loads, func(l *load) bool { return l.name == only })
+	if i < 0 {
+		b.Fatalf("MOAT_BENCH_ONLY=%q names none of the paths", only)
+	}
+	out := make([]*load, len(loads))
+	for k := range out {
+		out[k] = loads[i]
+	}
+	return out
 }
 
 // failOnErrors fails the benchmark if any request of loads failed.

@@ -34,7 +34,8 @@ import (
 // path, hop-cpu is the CPU time per request of the process it adds (for
 // direct, the upstream) and hop-wait the time that process's threads waited
 // for a CPU while runnable. MOAT_BENCH_SERVE_GOMAXPROCS sets GOMAXPROCS for
-// moat serve alone.
+// moat serve alone; MOAT_BENCH_ONLY=<path> offers all the load to one path,
+// to profile it.
 // BenchmarkGatewayOverhead, with everything in one process, isolates the
 // gateway's own cost better; this one is the deployment as it runs.
 func BenchmarkServeOverhead(b *testing.B) {
@@ -53,6 +54,7 @@ func BenchmarkServeOverhead(b *testing.B) {
 	// The process each path adds (for the direct path, the upstream): its
 	// CPU time per request is what that hop costs.
 	hops := map[string]*exec.Cmd{"direct": upstream.cmd, "proxy": proxy.cmd, "moat": moat.cmd}
+	loads = onlyPath(b, loads)
 	checkAndWarm(b, loads)
 	hopCPU, hopWait := map[string]time.Duration{}, map[string]time.Duration{}
 	runRounds(b, loads, func(l *load, n int) {
