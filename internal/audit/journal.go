@@ -284,7 +284,7 @@ const writeAheadStep = 32 << 10
 // faults in up to writeAheadStep bytes of it for writing, and says whether
 // more remains. It does nothing for a journal written with write(2), and
 // stops for good where the kernel cannot fault pages in ahead: appenders
-// then fault them in as they copy, as they did before. A failure to grow (a full disk) is left
+// then fault them in as they copy. A failure to grow (a full disk) is left
 // to the next append that needs the room, which reports it.
 func (j *journal) faultAhead() (more bool) {
 	if j.writes || j.broken != nil || j.cannotFault {
@@ -305,7 +305,7 @@ func (j *journal) faultAhead() (more bool) {
 	if err := faultInForWrite(j.mem[from:to]); err != nil {
 		// EINVAL: a kernel before Linux 5.14. Anything else (a pending
 		// signal, memory short) may pass.
-		j.cannotFault = errors.Is(err, syscall.EINVAL) || errors.Is(err, errors.ErrUnsupported)
+		j.cannotFault = errors.Is(err, syscall.EINVAL)
 		return false
 	}
 	j.faulted = to

@@ -233,7 +233,8 @@ func (l *Log) drain(closing bool) error {
 }
 
 // faultAhead readies the journal's next pages for appenders, a step at a
-// time, letting them in between.
+// time, letting them in between. The writer calls it when records have
+// come, not on its timer, so that an idle log's journal stays empty.
 func (l *Log) faultAhead() {
 	for more := true; more; {
 		l.mu.Lock()
