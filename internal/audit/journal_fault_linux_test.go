@@ -57,12 +57,6 @@ func TestJournalFaultsAheadOfAppends(t *testing.T) {
 	}
 }
 
-func journalState(l *Log) (size, faulted int64, mem []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.journal.size, l.journal.faulted, l.journal.mem
-}
-
 // pagePresent reads the page table entry of the page holding addr from
 // /proc/self/pagemap: bit 63 says the page is present.
 func pagePresent(t *testing.T, addr unsafe.Pointer) bool {

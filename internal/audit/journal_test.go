@@ -457,9 +457,8 @@ func TestMappedJournal(t *testing.T) {
 	jpath := journalPath(t)
 	l := openLog(t, s, signer, hkey, Options{Journal: jpath})
 	mapped := func() (size int64, mem int) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.journal.size, len(l.journal.mem)
+		size, _, m := journalState(l)
+		return size, len(m)
 	}
 	var n int
 	for size, mem := mapped(); mem <= journalMapMin; size, mem = mapped() {
@@ -490,4 +489,12 @@ func TestMappedJournal(t *testing.T) {
 	if rep := verifyStore(t, s, verifier); rep.Records != int64(n) {
 		t.Fatalf("the database holds %d records, want %d", rep.Records, n)
 	}
+}
+
+// journalState is l's journal's frame bytes, how far the writer has faulted
+// its mapping in, and the mapping.
+func journalState(l *Log) (size, faulted int64, mem []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.journal.size, l.journal.faulted, l.journal.mem
 }

@@ -234,11 +234,12 @@ func (l *Log) drain(closing bool) error {
 
 // faultAhead readies the journal's next pages for appenders, a step at a
 // time, letting them in between. The writer calls it when records have
-// come, not on its timer, so that an idle log's journal stays empty.
+// come, not on its timer, so that an idle log's journal stays empty; and
+// it alone closes the log, so the journal is open here.
 func (l *Log) faultAhead() {
 	for more := true; more; {
 		l.mu.Lock()
-		more = !l.closed && l.journal.faultAhead()
+		more = l.journal.faultAhead()
 		l.mu.Unlock()
 	}
 }
