@@ -104,14 +104,10 @@ func (c Canary) Leaked(answer string) bool {
 		// when it belongs: prose mixes letters, spaces and punctuation too
 		// irregularly for a branch to be predicted.
 		for ; i < len(text) && text[i] < utf8.RuneSelf; i++ {
-			m, k := asciiAlnum[text[i]], asciiBase64[text[i]]
-			alnum[na], b64[nb] = m, k
-			if m != 0 {
-				na++
-			}
-			if k != 0 {
-				nb++
-			}
+			f := asciiForms[text[i]]
+			alnum[na], b64[nb] = byte(f), byte(f>>8)
+			na += int(f >> 16 & 1)
+			nb += int(f >> 24)
 		}
 		if i == len(text) {
 			break
@@ -218,19 +214,21 @@ func appendCanaryForms(alnum, b64 []byte, r rune) ([]byte, []byte) {
 	return alnum, b64
 }
 
-// asciiAlnum and asciiBase64 are appendCanaryForms for each ASCII byte:
-// the byte it appends to each form, or 0 for none (it never appends two).
-var asciiAlnum, asciiBase64 = func() (a, b [utf8.RuneSelf]byte) {
+// asciiForms is appendCanaryForms for each ASCII byte, in one word so that
+// a byte costs one load: the byte it appends to the alphanumeric form
+// (bits 0–7) and to the base64 form (8–15), and whether it appends one to
+// each (bit 16, bit 24); it never appends two.
+var asciiForms = func() (t [utf8.RuneSelf]uint32) {
 	for r := range rune(utf8.RuneSelf) {
 		x, y := appendCanaryForms(nil, nil, r)
 		if len(x) == 1 {
-			a[r] = x[0]
+			t[r] |= uint32(x[0]) | 1<<16
 		}
 		if len(y) == 1 {
-			b[r] = y[0]
+			t[r] |= uint32(y[0])<<8 | 1<<24
 		}
 	}
-	return a, b
+	return t
 }()
 
 // foldHexLookalike maps letters that look like hex digits (Cyrillic and
