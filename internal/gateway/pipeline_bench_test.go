@@ -24,17 +24,22 @@ func benchPrompt() string {
 	return b.String()
 }
 
+// benchRequest is the OpenAI endpoint's request for benchPrompt: the user
+// turn untrusted, so it is scanned for injection too.
+func benchRequest() Request {
+	return Request{Identity: keyIdentity(), Model: "fake-chat", RestoreAll: true,
+		Messages: []Message{{Role: connectors.System, Content: "Summarise the call."},
+			{Role: connectors.User, Content: benchPrompt(), Trust: Untrusted}}}
+}
+
 // BenchmarkGatewayChat measures the pipeline's own cost per call (every
-// stage but the network): an in-process connector answers at once. The
-// request is the OpenAI endpoint's: the user turn untrusted, so it is
-// scanned for injection too. "discarded" drops each record (a recorder
+// stage but the network) on benchRequest: an in-process connector answers
+// at once. "discarded" drops each record (a recorder
 // that kept them would grow a slice for the collector to scan, and that
 // would be most of what is measured); "audited" writes both records to an
 // audit log on SQLite, as moat serve does.
 func BenchmarkGatewayChat(b *testing.B) {
-	req := Request{Identity: keyIdentity(), Model: "fake-chat", RestoreAll: true,
-		Messages: []Message{{Role: connectors.System, Content: "Summarise the call."},
-			{Role: connectors.User, Content: benchPrompt(), Trust: Untrusted}}}
+	req := benchRequest()
 	for _, bc := range []struct {
 		name     string
 		recorder func(testing.TB) Recorder
@@ -65,17 +70,16 @@ type discardRecorder struct{}
 func (discardRecorder) Record(context.Context, Record) error { return nil }
 
 // BenchmarkGatewayChatCaches is GatewayChat/audited with the answer
-// echoing what was sent (as the serve benchmark's upstream does), and before
-// each call evict-N MB written to, which pushes the pipeline's code and data
-// out of the caches: 0 leaves them warm, 64 MB is twice the last-level
-// cache of the machine BENCHMARKS.md's figures come from. It reports the
+// echoing what was sent (as the serve benchmark's upstream does), after
+// writing to N MB of memory before each call (evict-N MB), which pushes the
+// pipeline's code and data out of the caches: 0 leaves them warm, 64 MB is
+// twice the last-level cache of the machine BENCHMARKS.md's figures come
+// from. It reports the
 // call alone (call-µs), not the eviction. Under load on that machine a call
 // costs about what it costs with most of its caches evicted, not what it
 // costs warm (BENCHMARKS.md, "a call's caches").
 func BenchmarkGatewayChatCaches(b *testing.B) {
-	req := Request{Identity: keyIdentity(), Model: "fake-chat", RestoreAll: true,
-		Messages: []Message{{Role: connectors.System, Content: "Summarise the call."},
-			{Role: connectors.User, Content: benchPrompt(), Trust: Untrusted}}}
+	req := benchRequest()
 	for _, mb := range []int{0, 8, 24, 64} {
 		b.Run(fmt.Sprintf("evict-%dMB", mb), func(b *testing.B) {
 			log, _ := audittest.New(b)
