@@ -414,7 +414,11 @@ func onlyPath(b *testing.B, loads []*load) []*load {
 	}
 	i := slices.IndexFunc(loads, func(l *load) bool { return l.name == only })
 	if i < 0 {
-		b.Fatalf("MOAT_BENCH_ONLY=%q names none of the paths", only)
+		names := make([]string, len(loads))
+		for k, l := range loads {
+			names[k] = l.name
+		}
+		b.Fatalf("MOAT_BENCH_ONLY=%q names none of this benchmark's paths: %s", only, strings.Join(names, ", "))
 	}
 	out := make([]*load, len(loads))
 	for k := range out {
