@@ -188,7 +188,7 @@ type call struct {
 	canary   Canary
 	gate     *streamGate
 	sent     []connectors.Message
-	examples []string // the examples' texts, as sent
+	examples []connectors.Example // as sent
 }
 
 // stages runs the stages in order; a panic in any of them fails the call

@@ -74,10 +74,9 @@ func (discardRecorder) Record(context.Context, Record) error { return nil }
 // writing to N MB of memory before each call (evict-N MB), which pushes the
 // pipeline's code and data out of the caches: 0 leaves them warm, 64 MB is
 // twice the last-level cache of the machine BENCHMARKS.md's figures come
-// from. It reports the
-// call alone (call-µs), not the eviction. Under load on that machine a call
-// costs about what it costs with most of its caches evicted, not what it
-// costs warm (BENCHMARKS.md, "a call's caches").
+// from. It reports the call alone (call-µs), not the eviction. Under load
+// on that machine a call costs about what it costs with most of its caches
+// evicted, not what it costs warm (BENCHMARKS.md, "a call's caches").
 func BenchmarkGatewayChatCaches(b *testing.B) {
 	req := benchRequest()
 	for _, mb := range []int{0, 8, 24, 64} {

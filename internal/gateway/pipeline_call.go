@@ -41,13 +41,16 @@ func (c *call) newChecker() *Checker {
 	for _, m := range c.sent {
 		prompt = append(prompt, m.Content)
 	}
+	for _, e := range c.examples {
+		prompt = append(prompt, e.Text)
+	}
 	return &Checker{
 		Schema:         c.schema,
 		Labels:         c.req.Labels,
 		MaxAnswerBytes: maxAnswerBytes,
 		Canary:         c.canary,
 		Tokens:         c.tokens,
-		Prompt:         append(prompt, c.examples...),
+		Prompt:         prompt,
 	}
 }
 

@@ -395,8 +395,7 @@ func (c *call) build() connectors.Request {
 	}
 	for _, u := range examples {
 		out.Examples = append(out.Examples, connectors.Example{Text: u.out, Label: req.Examples[u.index].Label})
-		c.examples = append(c.examples, u.out)
 	}
-	c.sent = sent
+	c.sent, c.examples = sent, out.Examples
 	return out
 }
